@@ -1,0 +1,287 @@
+//! Who may call a service: `X-INTERNAL-KEY` between services, Basic Auth for people, and the
+//! browser origins allowed to talk to it at all.
+//!
+//! Secrets are compared as SHA-256 digests with constant-time equality, and every configured
+//! key is compared on every request, so timing reveals neither a key's prefix nor which of
+//! several keys matched.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::ServerConfig;
+use crate::problem::Problem;
+
+pub const INTERNAL_KEY_HEADER: &str = "x-internal-key";
+const REALM: &str = r#"Basic realm="autonoma", charset="UTF-8""#;
+
+type Digest32 = [u8; 32];
+
+fn digest(bytes: &[u8]) -> Digest32 {
+    Sha256::digest(bytes).into()
+}
+
+/// The credentials and origins a service accepts. Installed by the server bootstrap as a
+/// request extension, where the middlewares below find it.
+pub struct Auth {
+    internal_keys: Vec<Digest32>,
+    basic_user: Digest32,
+    basic_pass: Digest32,
+    allowed_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("internal_keys", &self.internal_keys.len())
+            .field("allowed_origins", &self.allowed_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn new<K: AsRef<[u8]>>(
+        internal_keys: impl IntoIterator<Item = K>,
+        basic_user: &str,
+        basic_pass: &str,
+        allowed_origins: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Auth {
+            internal_keys: internal_keys.into_iter().map(|k| digest(k.as_ref())).collect(),
+            basic_user: digest(basic_user.as_bytes()),
+            basic_pass: digest(basic_pass.as_bytes()),
+            allowed_origins: allowed_origins
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    pub fn from_config(config: &ServerConfig) -> Self {
+        Auth::new(
+            config.internal_api_keys.iter().map(|k| k.expose_secret().as_bytes().to_vec()),
+            &config.basic_auth_user,
+            config.basic_auth_pass.expose_secret(),
+            config.ws_allowed_origins.clone(),
+        )
+    }
+
+    /// Whether `presented` is one of the configured internal keys.
+    pub fn internal_key_matches(&self, presented: &[u8]) -> bool {
+        let presented = digest(presented);
+        self.internal_keys
+            .iter()
+            .fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(&presented))
+            .into()
+    }
+
+    pub fn basic_matches(&self, user: &str, pass: &str) -> bool {
+        let user_ok = self.basic_user.ct_eq(&digest(user.as_bytes()));
+        let pass_ok = self.basic_pass.ct_eq(&digest(pass.as_bytes()));
+        (user_ok & pass_ok).into()
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        self.allowed_origins.iter().any(|allowed| *allowed == origin)
+    }
+
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+
+    /// The internal key check: `Ok` or the problem to answer.
+    pub fn check_internal_key(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        match headers.get(INTERNAL_KEY_HEADER) {
+            None => Err(Problem::unauthorized("This endpoint requires the X-INTERNAL-KEY header.")
+                .kind("internal-key-required")
+                .field("x-internal-key", "missing")),
+            Some(value) if self.internal_key_matches(value.as_bytes()) => Ok(()),
+            Some(_) => Err(Problem::unauthorized("The X-INTERNAL-KEY header is not a valid key.")
+                .kind("internal-key-invalid")
+                .field("x-internal-key", "not accepted")),
+        }
+    }
+
+    /// The Basic Auth check on the `Authorization` header (and on `?auth=` when `allow_query`).
+    pub fn check_basic(&self, request: &Request, allow_query: bool) -> Result<(), Problem> {
+        let from_header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("basic").then(|| token.trim().to_owned())
+            });
+        let token = from_header.or_else(|| {
+            allow_query
+                .then(|| query_param(request.uri().query().unwrap_or_default(), "auth"))
+                .flatten()
+        });
+        let Some(token) = token else {
+            return Err(basic_challenge("Sign in with Basic Auth.").field("authorization", "missing"));
+        };
+        match decode_basic(&token) {
+            Some((user, pass)) if self.basic_matches(&user, &pass) => Ok(()),
+            Some(_) => Err(basic_challenge("The user name or password is wrong.")
+                .field("authorization", "credentials not accepted")),
+            None => Err(basic_challenge("The credentials are not base64(user:password).")
+                .field("authorization", "malformed")),
+        }
+    }
+}
+
+fn basic_challenge(detail: &str) -> Problem {
+    Problem::unauthorized(detail)
+        .kind("authentication-required")
+        .header(header::WWW_AUTHENTICATE, HeaderValue::from_static(REALM))
+}
+
+const BASE64_LENIENT: GeneralPurposeConfig =
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+
+/// `base64(user:pass)` → (user, pass); standard or URL-safe alphabet, padding optional.
+pub fn decode_basic(token: &str) -> Option<(String, String)> {
+    let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, BASE64_LENIENT);
+    let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, BASE64_LENIENT);
+    let bytes = standard.decode(token).or_else(|_| url_safe.decode(token)).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
+
+/// `base64(user:pass)` as sent in `Authorization: Basic …` and `?auth=`.
+pub fn encode_basic(user: &str, pass: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+}
+
+/// A query parameter, percent-decoded but with `+` kept (base64 uses it).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned())
+    })
+}
+
+fn auth_of(request: &Request) -> Result<Arc<Auth>, Problem> {
+    request
+        .extensions()
+        .get::<Arc<Auth>>()
+        .cloned()
+        .ok_or_else(|| Problem::internal("auth middleware used without the server bootstrap"))
+}
+
+/// Service-to-service routes: a valid `X-INTERNAL-KEY`.
+pub async fn require_internal_key(request: Request, next: Next) -> Response {
+    match auth_of(&request).and_then(|auth| auth.check_internal_key(request.headers())) {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Human-facing routes: Basic Auth in the `Authorization` header.
+pub async fn require_basic_auth(request: Request, next: Next) -> Response {
+    match auth_of(&request).and_then(|auth| auth.check_basic(&request, false)) {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Operational routes read by people and by services: Basic Auth or an internal key.
+pub async fn require_operator(request: Request, next: Next) -> Response {
+    let verdict = auth_of(&request).and_then(|auth| {
+        if request.headers().contains_key(INTERNAL_KEY_HEADER) {
+            auth.check_internal_key(request.headers())
+        } else {
+            auth.check_basic(&request, false)
+        }
+    });
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Streaming routes opened by browsers (WebSocket upgrades, EventSource), which cannot set
+/// headers: Basic Auth in `Authorization` or as `?auth=<base64(user:pass)>`, or an internal key.
+pub async fn require_stream_auth(request: Request, next: Next) -> Response {
+    let verdict = auth_of(&request).and_then(|auth| {
+        if request.headers().contains_key(INTERNAL_KEY_HEADER) {
+            auth.check_internal_key(request.headers())
+        } else {
+            auth.check_basic(&request, true)
+        }
+    });
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Refuses any request whose `Origin` is not in `WS_ALLOWED_ORIGINS`. Browsers always send
+/// `Origin` on WebSocket upgrades and cross-origin requests; clients that are not browsers send
+/// none and are judged by their credentials alone.
+pub async fn check_origin(request: Request, next: Next) -> Response {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return next.run(request).await;
+    };
+    let verdict = auth_of(&request).and_then(|auth| {
+        let origin = origin.to_str().unwrap_or_default();
+        if auth.origin_allowed(origin) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "Origin {origin} is not allowed; add it to WS_ALLOWED_ORIGINS."
+            ))
+            .kind("origin-not-allowed")
+            .field("origin", "not in WS_ALLOWED_ORIGINS"))
+        }
+    });
+    match verdict {
+        Ok(()) => next.run(request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// CORS for the allowed origins, exposing what the dashboard reads.
+pub fn cors_layer(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("traceparent"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}

@@ -1,0 +1,171 @@
+//! Extractors whose rejections are problems that name the offending field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// A JSON body. Malformed JSON is a 400; well-formed JSON of the wrong shape is a 422 whose
+/// `errors[].field` is a JSON pointer to the bad value; a non-JSON content type is a 415.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<mime_type::Essence>().ok())
+            .is_some_and(|essence| essence.is_json());
+        if !is_json {
+            return Err(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .detail("Send the body as JSON with Content-Type: application/json.")
+                .field("content-type", "expected application/json"));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| Problem::new(rejection.status()).detail(rejection.body_text()))?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Deserialises a JSON document, with errors shaped like [`Json`]'s.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            let pointer = json_pointer(error.path());
+            let inner = error.into_inner();
+            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+                Err(Problem::bad_request(format!("The body is not valid JSON: {inner}."))
+                    .kind("malformed-json")
+                    .field("/", inner.to_string()))
+            } else {
+                let message = strip_position(&inner.to_string());
+                Err(Problem::validation(
+                    "The body does not have the expected shape.",
+                    [crate::problem::FieldError {
+                        field: point_at_missing_field(pointer, &message),
+                        message,
+                    }],
+                ))
+            }
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query parameters; a bad one is a 400 naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let field = if field == "." {
+                    // Missing fields are reported at the root; serde names them in the message.
+                    message
+                        .split('`')
+                        .nth(1)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| "query".into())
+                } else {
+                    field
+                };
+                Problem::bad_request(format!("Query parameter {field} is not valid: {message}."))
+                    .kind("invalid-query")
+                    .field(field, message)
+            })
+    }
+}
+
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            Segment::Map { key } => pointer.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => pointer.push_str(variant),
+            Segment::Unknown => pointer.push('?'),
+        }
+    }
+    pointer
+}
+
+/// serde reports a missing field at its parent; point at the field itself.
+fn point_at_missing_field(parent: String, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(field) => format!("{parent}/{}", field.replace('~', "~0").replace('/', "~1")),
+        None if parent.is_empty() => "/".into(),
+        None => parent,
+    }
+}
+
+/// serde_json appends " at line 1 column 9" to messages; the pointer says where already.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+mod mime_type {
+    /// The `type/subtype` of a Content-Type, lower-cased, parameters dropped.
+    pub struct Essence(String);
+
+    impl std::str::FromStr for Essence {
+        type Err = ();
+        fn from_str(value: &str) -> Result<Self, ()> {
+            let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            if essence.contains('/') {
+                Ok(Essence(essence))
+            } else {
+                Err(())
+            }
+        }
+    }
+
+    impl Essence {
+        /// application/json, or any application/*+json.
+        pub fn is_json(&self) -> bool {
+            self.0 == "application/json"
+                || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! What every Autonoma service shares: typed configuration validated against
+//! `infra/config.schema.json`, internal-key and Basic Auth, problem+json errors, telemetry,
+//! the database pool and migrations, the internal HTTP client, and the server bootstrap.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod extract;
+pub mod metrics;
+pub mod problem;
+pub mod server;
+pub mod telemetry;
+pub mod trace;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub use config::{Loaded, ServiceConfig};
+pub use problem::Problem;
+pub use server::{Server, ServerBuilder};
+
+/// The `main` of a service binary: load and validate the configuration (printing every
+/// problem and exiting with 78 before anything binds when it is invalid), start telemetry,
+/// build the server with `build`, serve until SIGTERM/SIGINT, flush telemetry.
+pub fn run_service<C, F, Fut>(build: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(Loaded<C>) -> Fut,
+    Fut: Future<Output = anyhow::Result<Server>>,
+{
+    let loaded = match config::load::<C>(C::SERVICE) {
+        Ok(loaded) => loaded,
+        Err(config::ConfigError::Invalid(report)) => {
+            eprintln!("{}", report.render_text());
+            return ExitCode::from(config::EXIT_CONFIG);
+        }
+        Err(error) => {
+            eprintln!("{}: {error}", C::SERVICE);
+            return ExitCode::from(config::EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{}: cannot start the async runtime: {error}", C::SERVICE);
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let telemetry = telemetry::init(C::SERVICE, loaded.config.server())?;
+        let result = async { build(loaded).await?.run_until_stopped().await }.await;
+        if let Err(error) = &result {
+            tracing::error!(error = format!("{error:#}"), "service failed");
+        }
+        telemetry.shutdown(Duration::from_secs(5)).await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: {error:#}", C::SERVICE);
+            ExitCode::FAILURE
+        }
+    }
+}
