@@ -56,7 +56,10 @@ impl Auth {
         allowed_origins: impl IntoIterator<Item = String>,
     ) -> Self {
         Auth {
-            internal_keys: internal_keys.into_iter().map(|k| digest(k.as_ref())).collect(),
+            internal_keys: internal_keys
+                .into_iter()
+                .map(|k| digest(k.as_ref()))
+                .collect(),
             basic_user: digest(basic_user.as_bytes()),
             basic_pass: digest(basic_pass.as_bytes()),
             allowed_origins: allowed_origins
@@ -68,7 +71,10 @@ impl Auth {
 
     pub fn from_config(config: &ServerConfig) -> Self {
         Auth::new(
-            config.internal_api_keys.iter().map(|k| k.expose_secret().as_bytes().to_vec()),
+            config
+                .internal_api_keys
+                .iter()
+                .map(|k| k.expose_secret().as_bytes().to_vec()),
             &config.basic_auth_user,
             config.basic_auth_pass.expose_secret(),
             config.ws_allowed_origins.clone(),
@@ -80,7 +86,9 @@ impl Auth {
         let presented = digest(presented);
         self.internal_keys
             .iter()
-            .fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(&presented))
+            .fold(subtle::Choice::from(0), |found, key| {
+                found | key.ct_eq(&presented)
+            })
             .into()
     }
 
@@ -92,7 +100,7 @@ impl Auth {
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        self.allowed_origins.iter().any(|allowed| *allowed == origin)
+        self.allowed_origins.contains(&origin)
     }
 
     pub fn allowed_origins(&self) -> &[String] {
@@ -102,13 +110,17 @@ impl Auth {
     /// The internal key check: `Ok` or the problem to answer.
     pub fn check_internal_key(&self, headers: &HeaderMap) -> Result<(), Problem> {
         match headers.get(INTERNAL_KEY_HEADER) {
-            None => Err(Problem::unauthorized("This endpoint requires the X-INTERNAL-KEY header.")
-                .kind("internal-key-required")
-                .field("x-internal-key", "missing")),
+            None => Err(
+                Problem::unauthorized("This endpoint requires the X-INTERNAL-KEY header.")
+                    .kind("internal-key-required")
+                    .field("x-internal-key", "missing"),
+            ),
             Some(value) if self.internal_key_matches(value.as_bytes()) => Ok(()),
-            Some(_) => Err(Problem::unauthorized("The X-INTERNAL-KEY header is not a valid key.")
-                .kind("internal-key-invalid")
-                .field("x-internal-key", "not accepted")),
+            Some(_) => Err(
+                Problem::unauthorized("The X-INTERNAL-KEY header is not a valid key.")
+                    .kind("internal-key-invalid")
+                    .field("x-internal-key", "not accepted"),
+            ),
         }
     }
 
@@ -120,7 +132,9 @@ impl Auth {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("basic").then(|| token.trim().to_owned())
+                scheme
+                    .eq_ignore_ascii_case("basic")
+                    .then(|| token.trim().to_owned())
             });
         let token = from_header.or_else(|| {
             allow_query
@@ -128,14 +142,18 @@ impl Auth {
                 .flatten()
         });
         let Some(token) = token else {
-            return Err(basic_challenge("Sign in with Basic Auth.").field("authorization", "missing"));
+            return Err(
+                basic_challenge("Sign in with Basic Auth.").field("authorization", "missing")
+            );
         };
         match decode_basic(&token) {
             Some((user, pass)) if self.basic_matches(&user, &pass) => Ok(()),
             Some(_) => Err(basic_challenge("The user name or password is wrong.")
                 .field("authorization", "credentials not accepted")),
-            None => Err(basic_challenge("The credentials are not base64(user:password).")
-                .field("authorization", "malformed")),
+            None => Err(
+                basic_challenge("The credentials are not base64(user:password).")
+                    .field("authorization", "malformed"),
+            ),
         }
     }
 }
@@ -153,7 +171,10 @@ const BASE64_LENIENT: GeneralPurposeConfig =
 pub fn decode_basic(token: &str) -> Option<(String, String)> {
     let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, BASE64_LENIENT);
     let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, BASE64_LENIENT);
-    let bytes = standard.decode(token).or_else(|_| url_safe.decode(token)).ok()?;
+    let bytes = standard
+        .decode(token)
+        .or_else(|_| url_safe.decode(token))
+        .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_owned(), pass.to_owned()))
@@ -168,7 +189,11 @@ pub fn encode_basic(user: &str, pass: &str) -> String {
 fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| percent_encoding::percent_decode_str(value).decode_utf8_lossy().into_owned())
+        (key == name).then(|| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     })
 }
 

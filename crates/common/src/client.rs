@@ -42,7 +42,9 @@ pub struct InternalClient {
 
 impl std::fmt::Debug for InternalClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InternalClient").field("retries", &self.retries).finish_non_exhaustive()
+        f.debug_struct("InternalClient")
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,12 @@ impl InternalClient {
 
         let idempotent = matches!(
             method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
         );
         let retries = if idempotent { self.retries } else { 0 };
         let backoff = ExponentialBuilder::new()
@@ -101,10 +108,12 @@ impl InternalClient {
             .with_max_times(retries);
 
         let attempt = || async {
-            let request = request.try_clone().ok_or_else(|| Attempt::Final(ClientError::Build {
-                url: url.to_owned(),
-                reason: "streaming bodies cannot be sent".into(),
-            }))?;
+            let request = request.try_clone().ok_or_else(|| {
+                Attempt::Final(ClientError::Build {
+                    url: url.to_owned(),
+                    reason: "streaming bodies cannot be sent".into(),
+                })
+            })?;
             match self.http.execute(request).await {
                 Ok(response) if is_retryable_status(response.status()) => {
                     let wait = retry_after(&response);
@@ -158,10 +167,13 @@ impl InternalClient {
                 problem,
             });
         }
-        response.json().await.map_err(|source| ClientError::Transport {
-            url: url.to_owned(),
-            source,
-        })
+        response
+            .json()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.to_owned(),
+                source,
+            })
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, ClientError> {

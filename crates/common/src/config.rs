@@ -183,9 +183,14 @@ impl Spec {
             .get("services")
             .and_then(|s| s.get(service))
             .ok_or_else(|| {
-                ConfigError::Schema(format!("no section for service {service:?} under \"services\""))
+                ConfigError::Schema(format!(
+                    "no section for service {service:?} under \"services\""
+                ))
             })?;
-        let defs = root.get("$defs").cloned().unwrap_or(Value::Object(Map::new()));
+        let defs = root
+            .get("$defs")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
 
         let mut standalone = match section {
             Value::Object(map) => map.clone(),
@@ -275,7 +280,10 @@ impl Spec {
         let mut reports: BTreeMap<&str, KeyReport> = BTreeMap::new();
 
         for var in self.vars.values() {
-            let raw = env.get(&var.name).map(String::as_str).filter(|v| !v.is_empty());
+            let raw = env
+                .get(&var.name)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty());
             let (status, value, reason) = match raw {
                 Some(raw) => match coerce(raw, &var.kind) {
                     Ok(value) => (KeyStatus::Ok, Some(value), None),
@@ -311,12 +319,17 @@ impl Spec {
         let instance = Value::Object(values.clone());
         for error in self.validator.iter_errors(&instance) {
             let (key, status) = match error.kind() {
-                jsonschema::error::ValidationErrorKind::Required { property } => {
-                    (property.as_str().unwrap_or_default().to_owned(), KeyStatus::Missing)
-                }
+                jsonschema::error::ValidationErrorKind::Required { property } => (
+                    property.as_str().unwrap_or_default().to_owned(),
+                    KeyStatus::Missing,
+                ),
                 _ => {
                     let path = error.instance_path().as_str();
-                    let key = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+                    let key = path
+                        .trim_start_matches('/')
+                        .split('/')
+                        .next()
+                        .unwrap_or_default();
                     (key.to_owned(), KeyStatus::Invalid)
                 }
             };
@@ -371,7 +384,9 @@ impl Spec {
 /// Resolves `#/$defs/...` references of `schema` against `root`, overlaying sibling keywords.
 fn resolve(root: &Value, schema: &Value) -> Result<Map<String, Value>, ConfigError> {
     let Value::Object(map) = schema else {
-        return Err(ConfigError::Schema(format!("expected an object schema, got {schema}")));
+        return Err(ConfigError::Schema(format!(
+            "expected an object schema, got {schema}"
+        )));
     };
     let Some(reference) = map.get("$ref").and_then(Value::as_str) else {
         return Ok(map.clone());
@@ -402,7 +417,9 @@ fn value_kind(root: &Value, schema: &Map<String, Value>) -> Result<ValueKind, St
                 .and_then(|items| resolve(root, items).map_err(|_| "unresolvable items"))?;
             Ok(ValueKind::Array(Box::new(value_kind(root, &items)?)))
         }
-        Some(other) => Err(format!("type {other:?} cannot come from an environment variable")),
+        Some(other) => Err(format!(
+            "type {other:?} cannot come from an environment variable"
+        )),
         None => match schema.get("enum").and_then(Value::as_array) {
             Some(options) if options.iter().all(Value::is_string) => Ok(ValueKind::String),
             _ => Err("declare a \"type\" (or a string \"enum\")".into()),

@@ -50,9 +50,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             let pointer = json_pointer(error.path());
             let inner = error.into_inner();
             if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                Err(Problem::bad_request(format!("The body is not valid JSON: {inner}."))
-                    .kind("malformed-json")
-                    .field("/", inner.to_string()))
+                Err(
+                    Problem::bad_request(format!("The body is not valid JSON: {inner}."))
+                        .kind("malformed-json")
+                        .field("/", inner.to_string()),
+                )
             } else {
                 let message = strip_position(&inner.to_string());
                 Err(Problem::validation(
@@ -152,7 +154,12 @@ mod mime_type {
     impl std::str::FromStr for Essence {
         type Err = ();
         fn from_str(value: &str) -> Result<Self, ()> {
-            let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let essence = value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
             if essence.contains('/') {
                 Ok(Essence(essence))
             } else {

@@ -50,8 +50,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(service: &str) -> Self {
         let mut registry = Registry::with_labels(
-            [(std::borrow::Cow::Borrowed("service"), std::borrow::Cow::Owned(service.to_owned()))]
-                .into_iter(),
+            [(
+                std::borrow::Cow::Borrowed("service"),
+                std::borrow::Cow::Owned(service.to_owned()),
+            )]
+            .into_iter(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::new_with_constructor(LatencyBuckets);
@@ -66,7 +69,11 @@ impl Metrics {
             "Time to answer an HTTP request (until the response head), by method, route and status",
             latency.clone(),
         );
-        registry.register("http_requests_in_flight", "HTTP requests being handled", in_flight.clone());
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being handled",
+            in_flight.clone(),
+        );
         let telemetry = crate::telemetry::shipping_counters();
         registry.register(
             "log_events_shipped",
@@ -105,7 +112,8 @@ impl Metrics {
             .lock()
             .map_err(|_| Problem::internal("metrics registry lock poisoned"))?;
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &registry).map_err(Problem::internal)?;
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .map_err(Problem::internal)?;
         Ok(out)
     }
 }

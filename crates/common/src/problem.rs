@@ -132,7 +132,10 @@ impl Problem {
     }
 
     /// 422 with one entry per violation.
-    pub fn validation(detail: impl Into<String>, errors: impl IntoIterator<Item = FieldError>) -> Self {
+    pub fn validation(
+        detail: impl Into<String>,
+        errors: impl IntoIterator<Item = FieldError>,
+    ) -> Self {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
             .kind("validation-failed")
             .title("Request is not valid")

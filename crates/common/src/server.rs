@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::ToSchema;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -148,7 +148,9 @@ impl ServerBuilder {
             .layer(from_fn(problem::normalize_errors))
             .layer(from_fn_with_state(self.metrics.clone(), metrics::record))
             .layer(from_fn(trace::propagate))
-            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(REQUEST_ID_HEADER)))
+            .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+                REQUEST_ID_HEADER,
+            )))
             .layer(SetRequestIdLayer::new(
                 HeaderName::from_static(REQUEST_ID_HEADER),
                 MakeRequestUuid,
@@ -196,7 +198,10 @@ impl Server {
         let service = self.service;
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!(service, "shutdown signal received; draining in-flight requests");
+            tracing::info!(
+                service,
+                "shutdown signal received; draining in-flight requests"
+            );
             token.cancel();
         });
         self.run().await
@@ -208,7 +213,8 @@ impl Server {
         let grace = self.grace;
         let serve = axum::serve(
             self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(token.clone().cancelled_owned());
         let serve = async move { serve.await };
@@ -322,12 +328,16 @@ async fn get_ready(State(ops): State<Ops>) -> Result<Json<ReadyOut>, Problem> {
             match ping {
                 Ok(Ok(())) => "ok".to_owned(),
                 Ok(Err(error)) => {
-                    return Err(Problem::unavailable(format!("The database is unreachable: {error}"))
-                        .kind("database-unreachable"));
+                    return Err(Problem::unavailable(format!(
+                        "The database is unreachable: {error}"
+                    ))
+                    .kind("database-unreachable"));
                 }
                 Err(_) => {
-                    return Err(Problem::unavailable("The database did not answer within 2s.")
-                        .kind("database-unreachable"));
+                    return Err(
+                        Problem::unavailable("The database did not answer within 2s.")
+                            .kind("database-unreachable"),
+                    );
                 }
             }
         }

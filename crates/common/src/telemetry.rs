@@ -7,8 +7,8 @@
 //!   only `try_send`s into a bounded buffer: a slow or absent logging service never blocks a
 //!   request; what does not fit is dropped and counted (`log_events_dropped` in `/metrics`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider};
@@ -91,8 +91,12 @@ impl Drop for TelemetryGuard {
 
 /// Installs the process-wide subscriber. Call once, inside the Tokio runtime, before serving.
 pub fn init(service: &str, config: &ServerConfig) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_new(&config.log_level)
-        .map_err(|e| anyhow::anyhow!("LOG_LEVEL {:?} is not a valid filter: {e}", config.log_level))?;
+    let filter = EnvFilter::try_new(&config.log_level).map_err(|e| {
+        anyhow::anyhow!(
+            "LOG_LEVEL {:?} is not a valid filter: {e}",
+            config.log_level
+        )
+    })?;
     let fmt_layer = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -156,7 +160,10 @@ fn otlp_provider(service: &str, endpoint: &url::Url) -> anyhow::Result<SdkTracer
     use opentelemetry_otlp::WithExportConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_endpoint(format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/')))
+        .with_endpoint(format!(
+            "{}/v1/traces",
+            endpoint.as_str().trim_end_matches('/')
+        ))
         .with_timeout(Duration::from_secs(10))
         .build()?;
     Ok(SdkTracerProvider::builder()
@@ -297,7 +304,12 @@ where
         }
     }
 
-    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
         let mut visitor = FieldVisitor::default();
         values.record(&mut visitor);
         if let Some(span) = ctx.span(id) {
@@ -313,7 +325,10 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let target = event.metadata().target();
-        if UNSHIPPED_TARGETS.iter().any(|prefix| target.starts_with(prefix)) {
+        if UNSHIPPED_TARGETS
+            .iter()
+            .any(|prefix| target.starts_with(prefix))
+        {
             return;
         }
         let mut visitor = FieldVisitor::default();
@@ -323,7 +338,9 @@ where
             for span in scope {
                 if let Some(span_ids) = span.extensions().get::<Ids>() {
                     ids.trace_id = ids.trace_id.or_else(|| span_ids.trace_id.clone());
-                    ids.correlation_id = ids.correlation_id.or_else(|| span_ids.correlation_id.clone());
+                    ids.correlation_id = ids
+                        .correlation_id
+                        .or_else(|| span_ids.correlation_id.clone());
                     ids.task_id = ids.task_id.or_else(|| span_ids.task_id.clone());
                 }
             }
@@ -366,7 +383,10 @@ async fn ship(
     closed: tokio_util::sync::CancellationToken,
     target: ShipTarget,
 ) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "log shipping disabled: cannot build an HTTP client");

@@ -190,7 +190,8 @@ fn nonzero<const N: usize>(mut generate: impl FnMut() -> [u8; N]) -> [u8; N] {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -217,10 +218,16 @@ mod tests {
         let ctx = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
             .expect("valid header");
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ctx.parent_span_id.map(|p| hex(&p)).as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(
+            ctx.parent_span_id.map(|p| hex(&p)).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
         assert!(ctx.sampled);
         assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
-        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(
+            ctx.traceparent()
+                .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+        );
     }
 
     #[test]
@@ -234,7 +241,10 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
         ] {
-            assert!(TraceContext::parse(bad).is_none(), "{bad:?} should be rejected");
+            assert!(
+                TraceContext::parse(bad).is_none(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -54,20 +54,51 @@ async fn internal_key_missing_wrong_right_and_rotated() {
     assert_eq!(body["type"], "urn:autonoma:problem:internal-key-required");
     assert_eq!(body["errors"][0]["field"], "x-internal-key");
 
-    for wrong in ["nope", "new-key-0123456789abcdeX", "", &format!("{KEY_NEW},{KEY_OLD}")] {
-        let response = http().get(&url).header("x-internal-key", wrong).send().await.expect("request");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "key {wrong:?} must be refused");
-        assert_eq!(problem(response).await["type"], "urn:autonoma:problem:internal-key-invalid");
+    for wrong in [
+        "nope",
+        "new-key-0123456789abcdeX",
+        "",
+        &format!("{KEY_NEW},{KEY_OLD}"),
+    ] {
+        let response = http()
+            .get(&url)
+            .header("x-internal-key", wrong)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "key {wrong:?} must be refused"
+        );
+        assert_eq!(
+            problem(response).await["type"],
+            "urn:autonoma:problem:internal-key-invalid"
+        );
     }
 
     for right in [KEY_NEW, KEY_OLD] {
-        let response = http().get(&url).header("x-internal-key", right).send().await.expect("request");
-        assert_eq!(response.status(), StatusCode::OK, "configured key {right} is accepted");
+        let response = http()
+            .get(&url)
+            .header("x-internal-key", right)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "configured key {right} is accepted"
+        );
         assert_eq!(response.text().await.expect("body"), "internal ok");
     }
 
     // Basic Auth credentials do not open internal routes.
-    let response = http().get(&url).basic_auth(USER, Some(PASS)).send().await.expect("request");
+    let response = http()
+        .get(&url)
+        .basic_auth(USER, Some(PASS))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -75,9 +106,19 @@ async fn internal_key_missing_wrong_right_and_rotated() {
 async fn rotation_drops_the_old_key_once_removed() {
     let server = start(routes(), &[("INTERNAL_API_KEYS", KEY_NEW)]).await;
     let url = server.url("/internal");
-    let old = http().get(&url).header("x-internal-key", KEY_OLD).send().await.expect("request");
+    let old = http()
+        .get(&url)
+        .header("x-internal-key", KEY_OLD)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
-    let new = http().get(&url).header("x-internal-key", KEY_NEW).send().await.expect("request");
+    let new = http()
+        .get(&url)
+        .header("x-internal-key", KEY_NEW)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(new.status(), StatusCode::OK);
 }
 
@@ -88,13 +129,29 @@ async fn basic_auth_challenges_and_accepts() {
 
     let anonymous = http().get(&url).send().await.expect("request");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let challenge = anonymous.headers()["www-authenticate"].to_str().expect("ascii").to_owned();
-    assert!(challenge.starts_with("Basic realm="), "challenge was {challenge}");
+    let challenge = anonymous.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.starts_with("Basic realm="),
+        "challenge was {challenge}"
+    );
     assert_eq!(problem(anonymous).await["status"], 401);
 
-    let wrong_pass = http().get(&url).basic_auth(USER, Some("wrong-password")).send().await.expect("request");
+    let wrong_pass = http()
+        .get(&url)
+        .basic_auth(USER, Some("wrong-password"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(wrong_pass.status(), StatusCode::UNAUTHORIZED);
-    let wrong_user = http().get(&url).basic_auth("intruder", Some(PASS)).send().await.expect("request");
+    let wrong_user = http()
+        .get(&url)
+        .basic_auth("intruder", Some(PASS))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(wrong_user.status(), StatusCode::UNAUTHORIZED);
     let malformed = http()
         .get(&url)
@@ -103,9 +160,17 @@ async fn basic_auth_challenges_and_accepts() {
         .await
         .expect("request");
     assert_eq!(malformed.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(problem(malformed).await["errors"][0]["message"], "malformed");
+    assert_eq!(
+        problem(malformed).await["errors"][0]["message"],
+        "malformed"
+    );
 
-    let right = http().get(&url).basic_auth(USER, Some(PASS)).send().await.expect("request");
+    let right = http()
+        .get(&url)
+        .basic_auth(USER, Some(PASS))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(right.status(), StatusCode::OK);
     assert_eq!(right.text().await.expect("body"), "human ok");
 
@@ -124,7 +189,9 @@ async fn ws_connect(
 ) -> Result<String, tokio_tungstenite::tungstenite::Error> {
     let mut request = url.into_client_request()?;
     if let Some(origin) = origin {
-        request.headers_mut().insert("origin", origin.parse().expect("header value"));
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("header value"));
     }
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
     let message = socket.next().await.expect("a message")?;
@@ -144,12 +211,17 @@ async fn websocket_auth_by_query_or_header_and_origin_check() {
     let ws_base = server.url("/ws").replace("http://", "ws://");
     let token = encode_basic(USER, PASS);
 
-    let anonymous = ws_connect(&ws_base, Some(ORIGIN)).await.expect_err("no credentials");
+    let anonymous = ws_connect(&ws_base, Some(ORIGIN))
+        .await
+        .expect_err("no credentials");
     assert_eq!(http_status(&anonymous), Some(401));
 
-    let wrong = ws_connect(&format!("{ws_base}?auth={}", encode_basic(USER, "nope-nope")), Some(ORIGIN))
-        .await
-        .expect_err("wrong credentials");
+    let wrong = ws_connect(
+        &format!("{ws_base}?auth={}", encode_basic(USER, "nope-nope")),
+        Some(ORIGIN),
+    )
+    .await
+    .expect_err("wrong credentials");
     assert_eq!(http_status(&wrong), Some(401));
 
     let hello = ws_connect(&format!("{ws_base}?auth={token}"), Some(ORIGIN))
@@ -158,16 +230,22 @@ async fn websocket_auth_by_query_or_header_and_origin_check() {
     assert_eq!(hello, "hello");
 
     let mut request = ws_base.as_str().into_client_request().expect("request");
-    request
-        .headers_mut()
-        .insert("authorization", format!("Basic {token}").parse().expect("header"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("header credentials");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Basic {token}").parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("header credentials");
     let first = socket.next().await.expect("message").expect("frame");
     assert_eq!(first.into_text().expect("text").as_str(), "hello");
 
-    let evil = ws_connect(&format!("{ws_base}?auth={token}"), Some("https://evil.example"))
-        .await
-        .expect_err("disallowed origin");
+    let evil = ws_connect(
+        &format!("{ws_base}?auth={token}"),
+        Some("https://evil.example"),
+    )
+    .await
+    .expect_err("disallowed origin");
     assert_eq!(http_status(&evil), Some(403));
 }
 
@@ -196,7 +274,11 @@ async fn disallowed_origin_is_refused_and_cors_allows_the_configured_one() {
         .send()
         .await
         .expect("preflight");
-    assert!(preflight.status().is_success(), "preflight answered {}", preflight.status());
+    assert!(
+        preflight.status().is_success(),
+        "preflight answered {}",
+        preflight.status()
+    );
     assert_eq!(preflight.headers()["access-control-allow-origin"], ORIGIN);
 
     let allowed = http()
@@ -210,6 +292,11 @@ async fn disallowed_origin_is_refused_and_cors_allows_the_configured_one() {
     assert_eq!(allowed.headers()["access-control-allow-origin"], ORIGIN);
 
     // Clients that are not browsers send no Origin and are judged by credentials alone.
-    let cli = http().get(&url).basic_auth(USER, Some(PASS)).send().await.expect("request");
+    let cli = http()
+        .get(&url)
+        .basic_auth(USER, Some(PASS))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(cli.status(), StatusCode::OK);
 }

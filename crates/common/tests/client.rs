@@ -31,13 +31,18 @@ async fn flaky(peer: axum::extract::State<Peer>, headers: HeaderMap) -> (StatusC
 
 async fn peer() -> (Peer, autonoma_testkit::TestServer) {
     let peer = Peer::default();
-    let router = Router::new().route("/flaky", get(flaky).post(flaky)).with_state(peer.clone());
+    let router = Router::new()
+        .route("/flaky", get(flaky).post(flaky))
+        .with_state(peer.clone());
     (peer, autonoma_testkit::serve_router(router).await)
 }
 
 fn client() -> InternalClient {
-    InternalClient::new(SecretString::from("the-internal-key-123".to_owned()), Duration::from_secs(5))
-        .expect("client")
+    InternalClient::new(
+        SecretString::from("the-internal-key-123".to_owned()),
+        Duration::from_secs(5),
+    )
+    .expect("client")
 }
 
 #[tokio::test]
@@ -56,7 +61,10 @@ async fn idempotent_requests_are_retried_until_they_succeed() {
         let traceparent = headers["traceparent"].to_str().expect("ascii");
         let parsed = TraceContext::parse(traceparent).expect("valid traceparent");
         assert_eq!(parsed.trace_id, ctx.trace_id, "the trace continues");
-        assert_eq!(parsed.parent_span_id, Some(parsed.parent_span_id.expect("parent")));
+        assert_eq!(
+            parsed.parent_span_id,
+            Some(parsed.parent_span_id.expect("parent"))
+        );
     }
 }
 
@@ -67,7 +75,9 @@ async fn non_idempotent_requests_are_not_retried() {
         .post_json::<_, serde_json::Value>(&server.url("/flaky"), &serde_json::json!({}))
         .await
         .expect_err("503 surfaces");
-    assert!(matches!(error, ClientError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE));
+    assert!(
+        matches!(error, ClientError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE)
+    );
     assert_eq!(peer.attempts.load(Ordering::SeqCst), 1, "POST is sent once");
 }
 

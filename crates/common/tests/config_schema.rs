@@ -36,10 +36,10 @@ fn invalid_strings(schema: &serde_json::Map<String, Value>) -> Vec<String> {
         assert!(!options.contains(&Value::from("definitely-not-an-option")));
         out.push("definitely-not-an-option".to_owned());
     }
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-        if min > 1 {
-            out.push("x".repeat(min as usize - 1));
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && min > 1
+    {
+        out.push("x".repeat(min as usize - 1));
     }
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
         out.push("x".repeat(max as usize + 1));
@@ -110,8 +110,16 @@ fn the_schema_has_a_section_per_service_and_every_variable_is_described() {
         let spec = Spec::for_service(&service).expect("section compiles");
         assert!(spec.vars().count() > 0, "{service} declares variables");
         for var in spec.vars() {
-            assert!(!var.description.is_empty(), "{service}.{} needs a description", var.name);
-            assert!(!var.examples.is_empty(), "{service}.{} needs an example", var.name);
+            assert!(
+                !var.description.is_empty(),
+                "{service}.{} needs a description",
+                var.name
+            );
+            assert!(
+                !var.examples.is_empty(),
+                "{service}.{} needs an example",
+                var.name
+            );
         }
     }
 }
@@ -122,7 +130,10 @@ fn examples_pass_and_every_key_is_ok() {
         let spec = Spec::for_service(&service).expect("section compiles");
         let report = spec.evaluate(&valid_env(&spec)).report;
         assert!(report.valid, "{service}: {}", report.render_text());
-        assert!(report.keys.iter().all(|k| k.status == KeyStatus::Ok), "{report:?}");
+        assert!(
+            report.keys.iter().all(|k| k.status == KeyStatus::Ok),
+            "{report:?}"
+        );
     }
 }
 
@@ -140,10 +151,18 @@ fn unset_optional_keys_are_defaulted_or_unset_and_required_ones_missing() {
             };
             assert_eq!(key.status, expected, "{service}.{}", key.key);
             if expected == KeyStatus::Defaulted && !var.secret {
-                assert_eq!(key.value.as_ref(), var.default.as_ref(), "{service}.{}", key.key);
+                assert_eq!(
+                    key.value.as_ref(),
+                    var.default.as_ref(),
+                    "{service}.{}",
+                    key.key
+                );
             }
         }
-        let required = spec.vars().filter(|v| v.required && v.default.is_none()).count();
+        let required = spec
+            .vars()
+            .filter(|v| v.required && v.default.is_none())
+            .count();
         assert_eq!(report.problems, required, "{service}");
         assert_eq!(report.valid, required == 0);
     }
@@ -157,8 +176,15 @@ fn each_missing_required_variable_is_named() {
             let mut env = valid_env(&spec);
             env.remove(&var.name);
             let report = spec.evaluate(&env).report;
-            let problems: Vec<_> = report.problems().map(|k| (k.key.as_str(), k.status)).collect();
-            assert_eq!(problems, [(var.name.as_str(), KeyStatus::Missing)], "{service}");
+            let problems: Vec<_> = report
+                .problems()
+                .map(|k| (k.key.as_str(), k.status))
+                .collect();
+            assert_eq!(
+                problems,
+                [(var.name.as_str(), KeyStatus::Missing)],
+                "{service}"
+            );
             assert!(report.render_text().contains(&var.name));
             // An empty value counts as unset.
             env.insert(var.name.clone(), String::new());
@@ -174,26 +200,42 @@ fn each_broken_rule_is_reported_under_the_variable_without_echoing_secrets() {
         let spec = Spec::for_service(&service).expect("section compiles");
         for var in spec.vars() {
             let bad_values = invalid_values(var);
-            assert!(!bad_values.is_empty(), "{service}.{}: no rule to break?", var.name);
+            assert!(
+                !bad_values.is_empty(),
+                "{service}.{}: no rule to break?",
+                var.name
+            );
             for bad in bad_values {
                 let mut env = valid_env(&spec);
                 env.insert(var.name.clone(), bad.clone());
                 let evaluation = spec.evaluate(&env);
                 let report = evaluation.report;
                 let problems: Vec<_> = report.problems().collect();
-                assert_eq!(problems.len(), 1, "{service}.{}={bad:?}: {report:?}", var.name);
+                assert_eq!(
+                    problems.len(),
+                    1,
+                    "{service}.{}={bad:?}: {report:?}",
+                    var.name
+                );
                 let problem = problems[0];
                 assert_eq!(problem.key, var.name, "{service}: {bad:?}");
                 assert_eq!(problem.status, KeyStatus::Invalid);
                 let reason = problem.reason.as_deref().unwrap_or_default();
                 assert!(!reason.is_empty(), "{service}.{} has a reason", var.name);
-                assert!(evaluation.values.is_empty(), "no values escape an invalid config");
+                assert!(
+                    evaluation.values.is_empty(),
+                    "no values escape an invalid config"
+                );
                 let rendered = report.render_text();
                 assert!(rendered.contains(&var.name), "{rendered}");
                 if var.secret && bad.len() > 3 {
                     let json = serde_json::to_string(&report).expect("serialises");
                     assert!(!json.contains(&bad), "secret {} echoed: {json}", var.name);
-                    assert!(!rendered.contains(&bad), "secret {} echoed: {rendered}", var.name);
+                    assert!(
+                        !rendered.contains(&bad),
+                        "secret {} echoed: {rendered}",
+                        var.name
+                    );
                 }
                 checked += 1;
             }

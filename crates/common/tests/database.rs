@@ -13,7 +13,14 @@ use sqlx::{PgPool, Row};
 use support::{TestConfig, env, http};
 use utoipa_axum::router::OpenApiRouter;
 
-const TABLES: [&str; 6] = ["agents", "agent_kinds", "agent_heartbeats", "tasks", "task_events", "logs"];
+const TABLES: [&str; 6] = [
+    "agents",
+    "agent_kinds",
+    "agent_heartbeats",
+    "tasks",
+    "task_events",
+    "logs",
+];
 
 async fn table_exists(pool: &PgPool, table: &str) -> bool {
     sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
@@ -34,11 +41,17 @@ async fn applied(pool: &PgPool) -> i64 {
 async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
     let db = empty_db().await;
     for table in TABLES {
-        assert!(!table_exists(&db.pool, table).await, "{table} exists before migrating");
+        assert!(
+            !table_exists(&db.pool, table).await,
+            "{table} exists before migrating"
+        );
     }
     db::migrate(&db.pool).await.expect("first run");
     for table in TABLES {
-        assert!(table_exists(&db.pool, table).await, "{table} missing after migrating");
+        assert!(
+            table_exists(&db.pool, table).await,
+            "{table} missing after migrating"
+        );
     }
     let count = applied(&db.pool).await;
     assert_eq!(count as usize, autonoma_migrations::MIGRATOR.iter().count());
@@ -49,9 +62,9 @@ async fn migrations_apply_to_an_empty_database_and_again_as_a_no_op() {
 #[tokio::test]
 async fn concurrent_migrators_apply_each_migration_once() {
     let db = empty_db().await;
-    let pools: Vec<PgPool> = futures::future::join_all((0..4).map(|_| {
-        PgPoolOptions::new().max_connections(2).connect(&db.url)
-    }))
+    let pools: Vec<PgPool> = futures::future::join_all(
+        (0..4).map(|_| PgPoolOptions::new().max_connections(2).connect(&db.url)),
+    )
     .await
     .into_iter()
     .collect::<Result<_, _>>()
@@ -60,13 +73,20 @@ async fn concurrent_migrators_apply_each_migration_once() {
     for result in results {
         result.expect("every migrator succeeds");
     }
-    assert_eq!(applied(&db.pool).await as usize, autonoma_migrations::MIGRATOR.iter().count());
+    assert_eq!(
+        applied(&db.pool).await as usize,
+        autonoma_migrations::MIGRATOR.iter().count()
+    );
     assert!(table_exists(&db.pool, "tasks").await);
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-async fn insert_task(pool: &PgPool, status: &str, key: Option<&str>) -> Result<uuid::Uuid, sqlx::Error> {
+async fn insert_task(
+    pool: &PgPool,
+    status: &str,
+    key: Option<&str>,
+) -> Result<uuid::Uuid, sqlx::Error> {
     let id = uuid::Uuid::now_v7();
     sqlx::query(
         "INSERT INTO tasks (id, kind, status, trace_id, idempotency_key, finished_at)
@@ -85,7 +105,11 @@ async fn insert_task(pool: &PgPool, status: &str, key: Option<&str>) -> Result<u
 fn constraint_of(error: sqlx::Error) -> String {
     error
         .as_database_error()
-        .and_then(|e| e.constraint().map(str::to_owned).or_else(|| Some(e.message().to_owned())))
+        .and_then(|e| {
+            e.constraint()
+                .map(str::to_owned)
+                .or_else(|| Some(e.message().to_owned()))
+        })
         .unwrap_or_else(|| panic!("expected a database error, got {error}"))
 }
 
@@ -94,18 +118,25 @@ async fn the_database_refuses_what_the_services_must_never_store() {
     let db = test_db().await;
     let pool = &db.pool;
 
-    insert_task(pool, "queued", Some("order-1")).await.expect("a valid task");
-    let error = insert_task(pool, "queued", Some("order-1")).await.expect_err("duplicate idempotency key");
+    insert_task(pool, "queued", Some("order-1"))
+        .await
+        .expect("a valid task");
+    let error = insert_task(pool, "queued", Some("order-1"))
+        .await
+        .expect_err("duplicate idempotency key");
     assert_eq!(constraint_of(error), "tasks_idempotency_key");
 
-    let error = insert_task(pool, "exploded", None).await.expect_err("unknown status");
+    let error = insert_task(pool, "exploded", None)
+        .await
+        .expect_err("unknown status");
     assert_eq!(constraint_of(error), "tasks_status_check");
 
-    let error = sqlx::query("INSERT INTO tasks (id, kind, trace_id) VALUES ($1, 'echo', 'not-hex')")
-        .bind(uuid::Uuid::now_v7())
-        .execute(pool)
-        .await
-        .expect_err("bad trace id");
+    let error =
+        sqlx::query("INSERT INTO tasks (id, kind, trace_id) VALUES ($1, 'echo', 'not-hex')")
+            .bind(uuid::Uuid::now_v7())
+            .execute(pool)
+            .await
+            .expect_err("bad trace id");
     assert_eq!(constraint_of(error), "tasks_trace_id_check");
 
     let error = sqlx::query(
@@ -118,12 +149,14 @@ async fn the_database_refuses_what_the_services_must_never_store() {
     .expect_err("attempts over max");
     assert_eq!(constraint_of(error), "tasks_attempts_within_max");
 
-    let error = sqlx::query("INSERT INTO tasks (id, kind, status, trace_id) VALUES ($1, 'echo', 'succeeded', $2)")
-        .bind(uuid::Uuid::now_v7())
-        .bind(TRACE)
-        .execute(pool)
-        .await
-        .expect_err("final status without finished_at");
+    let error = sqlx::query(
+        "INSERT INTO tasks (id, kind, status, trace_id) VALUES ($1, 'echo', 'succeeded', $2)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(TRACE)
+    .execute(pool)
+    .await
+    .expect_err("final status without finished_at");
     assert_eq!(constraint_of(error), "tasks_finished_only_when_final");
 
     let error = sqlx::query("INSERT INTO agents (name, transport) VALUES ('mailer', 'http')")
@@ -132,10 +165,12 @@ async fn the_database_refuses_what_the_services_must_never_store() {
         .expect_err("http agent without base url");
     assert_eq!(constraint_of(error), "agents_http_needs_base_url");
 
-    let error = sqlx::query("INSERT INTO logs (ts, level, service, message) VALUES (now(), 'loud', 'x', 'm')")
-        .execute(pool)
-        .await
-        .expect_err("unknown log level");
+    let error = sqlx::query(
+        "INSERT INTO logs (ts, level, service, message) VALUES (now(), 'loud', 'x', 'm')",
+    )
+    .execute(pool)
+    .await
+    .expect_err("unknown log level");
     assert_eq!(constraint_of(error), "logs_level_check");
 }
 
@@ -156,8 +191,14 @@ async fn task_events_are_append_only() {
         "DELETE FROM task_events",
         "TRUNCATE task_events",
     ] {
-        let error = sqlx::query(statement).execute(&db.pool).await.expect_err(statement);
-        let message = error.as_database_error().map(|e| e.message().to_owned()).unwrap_or_default();
+        let error = sqlx::query(statement)
+            .execute(&db.pool)
+            .await
+            .expect_err(statement);
+        let message = error
+            .as_database_error()
+            .map(|e| e.message().to_owned())
+            .unwrap_or_default();
         assert!(message.contains("append-only"), "{statement}: {message}");
     }
     let error = sqlx::query("DELETE FROM tasks WHERE id = $1")
@@ -188,11 +229,19 @@ fn database_config(url: &str, migrate: bool) -> DatabaseConfig {
 #[tokio::test]
 async fn open_migrates_when_asked_and_sets_the_statement_timeout() {
     let db = empty_db().await;
-    let pool = db::open("test", &database_config(&db.url, true)).await.expect("open");
+    let pool = db::open("test", &database_config(&db.url, true))
+        .await
+        .expect("open");
     assert!(table_exists(&pool, "tasks").await);
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&pool).await.expect("show");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await
+        .expect("show");
     assert_eq!(timeout, "500ms");
-    let error = sqlx::query("SELECT pg_sleep(2)").execute(&pool).await.expect_err("statement timeout");
+    let error = sqlx::query("SELECT pg_sleep(2)")
+        .execute(&pool)
+        .await
+        .expect_err("statement timeout");
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
 
@@ -209,13 +258,20 @@ async fn readiness_follows_the_database() {
         .expect("bind");
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run());
-    let ready = http().get(format!("{base}/health/ready")).send().await.expect("request");
+    let ready = http()
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["database"], "ok");
 
     // Nothing listens on this port: the pool cannot connect.
-    let dead_url = format!("postgres://postgres@127.0.0.1:{}/nowhere", autonoma_testkit::free_port());
+    let dead_url = format!(
+        "postgres://postgres@127.0.0.1:{}/nowhere",
+        autonoma_testkit::free_port()
+    );
     let dead = db::connect("test", &database_config(&dead_url, false)).expect("lazy pool");
     let server = ServerBuilder::new(&loaded)
         .database(dead)
@@ -225,11 +281,19 @@ async fn readiness_follows_the_database() {
         .expect("bind");
     let base = format!("http://{}", server.local_addr());
     tokio::spawn(server.run());
-    let not_ready = http().get(format!("{base}/health/ready")).send().await.expect("request");
+    let not_ready = http()
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(not_ready.status(), 503);
     let body: serde_json::Value = not_ready.json().await.expect("json");
     assert_eq!(body["type"], "urn:autonoma:problem:database-unreachable");
     // Liveness does not depend on the database.
-    let live = http().get(format!("{base}/health")).send().await.expect("request");
+    let live = http()
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(live.status(), 200);
 }

@@ -24,18 +24,32 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
     let in_flight = tokio::spawn(http().get(server.url("/slow")).send());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let ready = http().get(server.url("/health/ready")).send().await.expect("ready");
+    let ready = http()
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), 200);
     server.shutdown.cancel();
 
-    let response = in_flight.await.expect("task").expect("the in-flight request completes");
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request completes");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("body"), "finished");
 
     let health = server.url("/health");
-    server.handle.await.expect("task").expect("server stops cleanly");
+    server
+        .handle
+        .await
+        .expect("task")
+        .expect("server stops cleanly");
     let refused = http().get(health).send().await;
-    assert!(refused.is_err(), "a stopped server accepts no new connection");
+    assert!(
+        refused.is_err(),
+        "a stopped server accepts no new connection"
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,11 @@ async fn overflowing_events_are_dropped_and_counted() {
         .lines()
         .find(|l| l.starts_with("log_events_dropped_total"))
         .unwrap_or_else(|| panic!("no dropped counter in {metrics}"));
-    let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number");
+    let value: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
     assert!(value >= dropped as f64, "{line}");
     guard.shutdown(Duration::from_secs(1)).await;
 }

@@ -21,13 +21,15 @@ async fn events_are_shipped_with_ids_and_the_internal_key() {
     let sink = received.clone();
     let router = Router::new().route(
         "/log",
-        post(move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().expect("lock").push((headers, body));
-                axum::http::StatusCode::ACCEPTED
-            }
-        }),
+        post(
+            move |headers: HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().expect("lock").push((headers, body));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
     );
     let logging = autonoma_testkit::serve_router(router).await;
 
@@ -40,7 +42,11 @@ async fn events_are_shipped_with_ids_and_the_internal_key() {
 
     let ctx = TraceContext::new_root();
     ctx.scope(async {
-        let span = tracing::info_span!("job", task_id = "0190a5d2-0000-7000-8000-000000000001", correlation_id = "order-7");
+        let span = tracing::info_span!(
+            "job",
+            task_id = "0190a5d2-0000-7000-8000-000000000001",
+            correlation_id = "order-7"
+        );
         let _entered = span.enter();
         tracing::info!(attempt = 2, "working on it");
         tracing::debug!("below the level, never shipped");
@@ -49,7 +55,10 @@ async fn events_are_shipped_with_ids_and_the_internal_key() {
     guard.shutdown(Duration::from_secs(5)).await;
 
     let received = received.lock().expect("lock");
-    let frames: Vec<&Value> = received.iter().flat_map(|(_, body)| body.as_array().expect("a batch")).collect();
+    let frames: Vec<&Value> = received
+        .iter()
+        .flat_map(|(_, body)| body.as_array().expect("a batch"))
+        .collect();
     let frame = frames
         .iter()
         .find(|f| f["message"] == "working on it")
@@ -61,7 +70,11 @@ async fn events_are_shipped_with_ids_and_the_internal_key() {
     assert_eq!(frame["correlationId"], "order-7");
     assert_eq!(frame["fields"]["attempt"], 2);
     assert!(frame["ts"].as_str().is_some_and(|ts| ts.contains('T')));
-    assert!(!frames.iter().any(|f| f["message"] == "below the level, never shipped"));
+    assert!(
+        !frames
+            .iter()
+            .any(|f| f["message"] == "below the level, never shipped")
+    );
     for (headers, _) in received.iter() {
         assert_eq!(headers["x-internal-key"], KEY_NEW);
     }

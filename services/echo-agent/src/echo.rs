@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use autonoma_common::Problem;
 use autonoma_common::auth::require_internal_key;
 use autonoma_common::extract::Json;
-use autonoma_common::Problem;
 use axum::middleware::from_fn;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;

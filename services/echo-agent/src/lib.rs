@@ -25,5 +25,8 @@ impl ServiceConfig for EchoConfig {
 
 /// Binds the echo-agent's server; `run_until_stopped` (or `run`) serves it.
 pub async fn build(loaded: Loaded<EchoConfig>) -> anyhow::Result<Server> {
-    ServerBuilder::new(&loaded).routes(echo::router()).bind().await
+    ServerBuilder::new(&loaded)
+        .routes(echo::router())
+        .bind()
+        .await
 }

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use autonoma_common::config::{self, ServerConfig, ServiceConfig};
 use autonoma_common::ServerBuilder;
+use autonoma_common::config::{self, ServerConfig, ServiceConfig};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
