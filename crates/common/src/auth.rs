@@ -205,51 +205,52 @@ fn auth_of(request: &Request) -> Result<Arc<Auth>, Problem> {
         .ok_or_else(|| Problem::internal("auth middleware used without the server bootstrap"))
 }
 
-/// Service-to-service routes: a valid `X-INTERNAL-KEY`.
-pub async fn require_internal_key(request: Request, next: Next) -> Response {
-    match auth_of(&request).and_then(|auth| auth.check_internal_key(request.headers())) {
-        Ok(()) => next.run(request).await,
-        Err(problem) => problem.into_response(),
-    }
+/// Which credentials a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepts {
+    InternalKey,
+    Basic,
+    /// An internal key, or Basic Auth (`?auth=` too when `query` is set).
+    Either {
+        query: bool,
+    },
 }
 
-/// Human-facing routes: Basic Auth in the `Authorization` header.
-pub async fn require_basic_auth(request: Request, next: Next) -> Response {
-    match auth_of(&request).and_then(|auth| auth.check_basic(&request, false)) {
-        Ok(()) => next.run(request).await,
-        Err(problem) => problem.into_response(),
-    }
-}
-
-/// Operational routes read by people and by services: Basic Auth or an internal key.
-pub async fn require_operator(request: Request, next: Next) -> Response {
+async fn guard(accepts: Accepts, request: Request, next: Next) -> Response {
     let verdict = auth_of(&request).and_then(|auth| {
-        if request.headers().contains_key(INTERNAL_KEY_HEADER) {
-            auth.check_internal_key(request.headers())
-        } else {
-            auth.check_basic(&request, false)
+        let has_key = request.headers().contains_key(INTERNAL_KEY_HEADER);
+        match accepts {
+            Accepts::InternalKey => auth.check_internal_key(request.headers()),
+            Accepts::Either { .. } if has_key => auth.check_internal_key(request.headers()),
+            Accepts::Either { query } => auth.check_basic(&request, query),
+            Accepts::Basic => auth.check_basic(&request, false),
         }
     });
     match verdict {
         Ok(()) => next.run(request).await,
         Err(problem) => problem.into_response(),
     }
+}
+
+/// Service-to-service routes: a valid `X-INTERNAL-KEY`.
+pub async fn require_internal_key(request: Request, next: Next) -> Response {
+    guard(Accepts::InternalKey, request, next).await
+}
+
+/// Human-facing routes: Basic Auth in the `Authorization` header.
+pub async fn require_basic_auth(request: Request, next: Next) -> Response {
+    guard(Accepts::Basic, request, next).await
+}
+
+/// Operational routes read by people and by services: Basic Auth or an internal key.
+pub async fn require_operator(request: Request, next: Next) -> Response {
+    guard(Accepts::Either { query: false }, request, next).await
 }
 
 /// Streaming routes opened by browsers (WebSocket upgrades, EventSource), which cannot set
 /// headers: Basic Auth in `Authorization` or as `?auth=<base64(user:pass)>`, or an internal key.
 pub async fn require_stream_auth(request: Request, next: Next) -> Response {
-    let verdict = auth_of(&request).and_then(|auth| {
-        if request.headers().contains_key(INTERNAL_KEY_HEADER) {
-            auth.check_internal_key(request.headers())
-        } else {
-            auth.check_basic(&request, true)
-        }
-    });
-    match verdict {
-        Ok(()) => next.run(request).await,
-        Err(problem) => problem.into_response(),
-    }
+    guard(Accepts::Either { query: true }, request, next).await
 }
 
 /// Refuses any request whose `Origin` is not in `WS_ALLOWED_ORIGINS`. Browsers always send

@@ -457,6 +457,15 @@ pub fn coerce(raw: &str, kind: &ValueKind) -> Result<Value, String> {
     }
 }
 
+/// A JSON value written the way an environment variable holds it (arrays comma-separated).
+pub fn env_string(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(env_string).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
 /// A service's typed configuration with the report it was judged by.
 #[derive(Debug)]
 pub struct Loaded<T> {

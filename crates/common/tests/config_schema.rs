@@ -8,14 +8,6 @@ use std::collections::HashMap;
 use autonoma_common::config::{self, KeyStatus, Spec, ValueKind, VarSpec};
 use serde_json::Value;
 
-fn env_value(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(env_value).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
-}
-
 /// An environment where every variable is set to its first example.
 fn valid_env(spec: &Spec) -> HashMap<String, String> {
     spec.vars()
@@ -24,7 +16,7 @@ fn valid_env(spec: &Spec) -> HashMap<String, String> {
                 .examples
                 .first()
                 .unwrap_or_else(|| panic!("{}: every variable needs an example", var.name));
-            (var.name.clone(), env_value(example))
+            (var.name.clone(), config::env_string(example))
         })
         .collect()
 }
@@ -91,7 +83,7 @@ fn invalid_values(var: &VarSpec) -> Vec<String> {
                     .clone(),
                 None => items.as_object().expect("object").clone(),
             };
-            let good = env_value(&var.examples[0]);
+            let good = config::env_string(&var.examples[0]);
             let good_item = good.split(',').next().unwrap_or_default().to_owned();
             invalid_strings(&items)
                 .into_iter()

@@ -5,12 +5,12 @@ mod support;
 use std::time::Duration;
 
 use autonoma_common::config::DatabaseConfig;
-use autonoma_common::{ServerBuilder, config, db};
+use autonoma_common::db;
 use autonoma_testkit::{empty_db, test_db};
 use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
-use support::{TestConfig, env, http};
+use support::{http, start_with_database};
 use utoipa_axum::router::OpenApiRouter;
 
 const TABLES: [&str; 6] = [
@@ -248,18 +248,10 @@ async fn open_migrates_when_asked_and_sets_the_statement_timeout() {
 #[tokio::test]
 async fn readiness_follows_the_database() {
     let db = test_db().await;
-    let loaded = config::load_from::<TestConfig>("echo-agent", &env(&[])).expect("config");
     let pool = db::connect("test", &database_config(&db.url, false)).expect("pool");
-    let server = ServerBuilder::new(&loaded)
-        .database(pool)
-        .routes(OpenApiRouter::new())
-        .bind()
-        .await
-        .expect("bind");
-    let base = format!("http://{}", server.local_addr());
-    tokio::spawn(server.run());
+    let server = start_with_database(OpenApiRouter::new(), &[], Some(pool)).await;
     let ready = http()
-        .get(format!("{base}/health/ready"))
+        .get(server.url("/health/ready"))
         .send()
         .await
         .expect("request");
@@ -273,16 +265,9 @@ async fn readiness_follows_the_database() {
         autonoma_testkit::free_port()
     );
     let dead = db::connect("test", &database_config(&dead_url, false)).expect("lazy pool");
-    let server = ServerBuilder::new(&loaded)
-        .database(dead)
-        .routes(OpenApiRouter::new())
-        .bind()
-        .await
-        .expect("bind");
-    let base = format!("http://{}", server.local_addr());
-    tokio::spawn(server.run());
+    let server = start_with_database(OpenApiRouter::new(), &[], Some(dead)).await;
     let not_ready = http()
-        .get(format!("{base}/health/ready"))
+        .get(server.url("/health/ready"))
         .send()
         .await
         .expect("request");
@@ -291,7 +276,7 @@ async fn readiness_follows_the_database() {
     assert_eq!(body["type"], "urn:autonoma:problem:database-unreachable");
     // Liveness does not depend on the database.
     let live = http()
-        .get(format!("{base}/health"))
+        .get(server.url("/health"))
         .send()
         .await
         .expect("request");

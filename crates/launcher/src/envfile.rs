@@ -3,15 +3,6 @@
 use std::collections::BTreeMap;
 
 use autonoma_common::config::{self, Spec, VarSpec};
-use serde_json::Value;
-
-fn env_value(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(env_value).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
-}
 
 /// The text of `.env.example`.
 pub fn render() -> anyhow::Result<String> {
@@ -51,14 +42,24 @@ pub fn render() -> anyhow::Result<String> {
         facts.push(format!("Used by: {}.", used_by.join(", ")));
         out.push_str(&format!("# {}\n", facts.join(" ")));
         match (&var.default, var.secret) {
-            (Some(default), _) => out.push_str(&format!("# {name}={}\n", env_value(default))),
+            (Some(default), _) => {
+                out.push_str(&format!("# {name}={}\n", config::env_string(default)))
+            }
             (None, true) => out.push_str(&format!("{name}=\n")),
             (None, false) if var.required => {
-                let example = var.examples.first().map(env_value).unwrap_or_default();
+                let example = var
+                    .examples
+                    .first()
+                    .map(config::env_string)
+                    .unwrap_or_default();
                 out.push_str(&format!("{name}={example}\n"));
             }
             (None, false) => {
-                let example = var.examples.first().map(env_value).unwrap_or_default();
+                let example = var
+                    .examples
+                    .first()
+                    .map(config::env_string)
+                    .unwrap_or_default();
                 out.push_str(&format!("# {name}={example}\n"));
             }
         }

@@ -60,13 +60,22 @@ impl Running {
 }
 
 pub async fn start(routes: OpenApiRouter, extra_env: &[(&str, &str)]) -> Running {
+    start_with_database(routes, extra_env, None).await
+}
+
+/// [`start`], with `/health/ready` reporting on `pool`.
+pub async fn start_with_database(
+    routes: OpenApiRouter,
+    extra_env: &[(&str, &str)],
+    pool: Option<sqlx::PgPool>,
+) -> Running {
     let loaded = config::load_from::<TestConfig>("echo-agent", &env(extra_env))
         .expect("test configuration is valid");
-    let server = ServerBuilder::new(&loaded)
-        .routes(routes)
-        .bind()
-        .await
-        .expect("server binds");
+    let mut builder = ServerBuilder::new(&loaded).routes(routes);
+    if let Some(pool) = pool {
+        builder = builder.database(pool);
+    }
+    let server = builder.bind().await.expect("server binds");
     let base = format!("http://{}", server.local_addr());
     let shutdown = server.shutdown_token();
     let handle = tokio::spawn(server.run());
