@@ -21,6 +21,9 @@ use utoipa::ToSchema;
 /// The schema every service validates its environment against, embedded at build time.
 pub const SCHEMA_JSON: &str = include_str!("../../../infra/config.schema.json");
 
+/// The report's name for a violated rule that spans several variables.
+pub const COMBINATION_KEY: &str = "(combination)";
+
 /// Exit code of a service whose configuration is invalid (`EX_CONFIG` from sysexits.h).
 pub const EXIT_CONFIG: u8 = 78;
 
@@ -178,7 +181,12 @@ pub struct Evaluation {
 impl Spec {
     /// Compiles the section of `service`.
     pub fn for_service(service: &str) -> Result<Spec, ConfigError> {
-        let root = schema()?;
+        Spec::from_document(schema()?, service)
+    }
+
+    /// Compiles the section of `service` of a schema document shaped like
+    /// `infra/config.schema.json`.
+    pub fn from_document(root: &Value, service: &str) -> Result<Spec, ConfigError> {
         let section = root
             .get("services")
             .and_then(|s| s.get(service))
@@ -317,6 +325,7 @@ impl Spec {
         }
 
         let instance = Value::Object(values.clone());
+        let mut unattributed = Vec::new();
         for error in self.validator.iter_errors(&instance) {
             let (key, status) = match error.kind() {
                 jsonschema::error::ValidationErrorKind::Required { property } => (
@@ -334,12 +343,18 @@ impl Spec {
                 }
             };
             let Some(report) = reports.get_mut(key.as_str()) else {
+                // A rule over several variables (anyOf, not, …) fails at the section's root.
+                unattributed.push(error.masked().to_string());
                 continue;
             };
             if report.status == KeyStatus::Missing {
                 continue;
             }
-            let message = if report.secret || status == KeyStatus::Missing {
+            // A requirement that depends on other variables (if/then, dependentRequired): the
+            // description says when the variable is needed, the bare error does not.
+            let message = if status == KeyStatus::Missing {
+                format!("required: {}", report.description)
+            } else if report.secret {
                 error.masked().to_string()
             } else {
                 error.to_string()
@@ -364,6 +379,17 @@ impl Spec {
         }
 
         let mut keys: Vec<KeyReport> = reports.into_values().collect();
+        if !unattributed.is_empty() {
+            keys.push(KeyReport {
+                key: COMBINATION_KEY.into(),
+                status: KeyStatus::Invalid,
+                reason: Some(unattributed.join("; ")),
+                value: None,
+                secret: false,
+                required: false,
+                description: "A rule of the schema that spans several variables.".into(),
+            });
+        }
         keys.sort_by_key(|k| (!k.status.is_problem(), k.key.clone()));
         let problems = keys.iter().filter(|k| k.status.is_problem()).count();
         if problems > 0 {
@@ -566,5 +592,39 @@ pub trait ServiceConfig: DeserializeOwned + Send + Sync + 'static {
     fn server(&self) -> &ServerConfig;
     fn database(&self) -> Option<&DatabaseConfig> {
         None
+    }
+    /// Whether this service ships its log events to `LOGGING_URL`. The logging service
+    /// itself does not: shipping its own request logs to itself would feed back.
+    fn ships_logs(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_over_several_variables_is_reported_not_dropped() {
+        let document = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$defs": {},
+            "services": {"svc": {
+                "type": "object",
+                "properties": {
+                    "A": {"type": "string", "description": "a", "examples": ["x"]},
+                    "B": {"type": "string", "description": "b", "examples": ["y"], "writeOnly": true}
+                },
+                "anyOf": [{"required": ["A"]}, {"required": ["B"]}]
+            }}
+        });
+        let spec = Spec::from_document(&document, "svc").expect("compiles");
+        let report = spec.evaluate(&HashMap::new()).report;
+        assert!(!report.valid);
+        let problem = report.problems().next().expect("one problem");
+        assert_eq!(problem.key, COMBINATION_KEY);
+        let env = HashMap::from([("B".to_owned(), "secret-value".to_owned())]);
+        let report = spec.evaluate(&env).report;
+        assert!(report.valid, "{report:?}");
     }
 }

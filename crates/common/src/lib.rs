@@ -21,14 +21,27 @@ pub use config::{Loaded, ServiceConfig};
 pub use problem::Problem;
 pub use server::{Server, ServerBuilder};
 
+/// What a service's `build` returns: a bound server, with whatever background work it owns,
+/// that serves until SIGTERM or SIGINT and returns once it has wound down.
+pub trait Serve: Send {
+    fn run_until_stopped(self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+impl Serve for Server {
+    fn run_until_stopped(self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        Server::run_until_stopped(self)
+    }
+}
+
 /// The `main` of a service binary: load and validate the configuration (printing every
 /// problem and exiting with 78 before anything binds when it is invalid), start telemetry,
 /// build the server with `build`, serve until SIGTERM/SIGINT, flush telemetry.
-pub fn run_service<C, F, Fut>(build: F) -> ExitCode
+pub fn run_service<C, S, F, Fut>(build: F) -> ExitCode
 where
     C: ServiceConfig,
+    S: Serve,
     F: FnOnce(Loaded<C>) -> Fut,
-    Fut: Future<Output = anyhow::Result<Server>>,
+    Fut: Future<Output = anyhow::Result<S>>,
 {
     let loaded = match config::load::<C>(C::SERVICE) {
         Ok(loaded) => loaded,
@@ -52,7 +65,11 @@ where
         }
     };
     let result = runtime.block_on(async {
-        let telemetry = telemetry::init(C::SERVICE, loaded.config.server())?;
+        let mut server_config = loaded.config.server().clone();
+        if !loaded.config.ships_logs() {
+            server_config.logging_url = None;
+        }
+        let telemetry = telemetry::init(C::SERVICE, &server_config)?;
         let result = async { build(loaded).await?.run_until_stopped().await }.await;
         if let Err(error) = &result {
             tracing::error!(error = format!("{error:#}"), "service failed");

@@ -43,6 +43,15 @@ const UNSHIPPED_TARGETS: &[&str] = &[
 const SHIP_BATCH: usize = 500;
 const SHIP_INTERVAL: Duration = Duration::from_millis(500);
 const SHIP_ATTEMPTS: u32 = 3;
+/// The logging service stores messages of at most this many characters.
+const MAX_MESSAGE_CHARS: usize = 65_536;
+
+fn truncate_chars(mut text: String, max: usize) -> String {
+    if let Some((index, _)) = text.char_indices().nth(max) {
+        text.truncate(index);
+    }
+    text
+}
 
 static OTEL_ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -360,12 +369,34 @@ where
                 tracing::Level::TRACE => "trace",
             },
             service: self.service.clone(),
-            message: visitor.message.unwrap_or_default(),
-            trace_id: ids.trace_id.filter(|t| t.len() == 32),
-            correlation_id: ids.correlation_id,
-            task_id: ids.task_id,
+            message: truncate_chars(visitor.message.unwrap_or_default(), MAX_MESSAGE_CHARS),
+            trace_id: ids
+                .trace_id
+                .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|t| t.to_ascii_lowercase()),
+            correlation_id: None,
+            task_id: None,
             fields,
         };
+        // What the logging service would refuse stays in `fields` instead of costing the
+        // whole batch.
+        let mut frame = frame;
+        match ids.correlation_id {
+            Some(c) if (1..=200).contains(&c.chars().count()) => frame.correlation_id = Some(c),
+            Some(c) => {
+                frame
+                    .fields
+                    .insert("correlation_id".into(), Value::String(c));
+            }
+            None => {}
+        }
+        match ids.task_id {
+            Some(t) if uuid::Uuid::parse_str(&t).is_ok() => frame.task_id = Some(t),
+            Some(t) => {
+                frame.fields.insert("task_id".into(), Value::String(t));
+            }
+            None => {}
+        }
         if self.tx.try_send(frame).is_err() {
             COUNTERS.dropped.inc();
         }

@@ -1,4 +1,4 @@
-//! The services the local stack runs, and the environment each one gets.
+//! The services the local stack runs, in start order, and what each one is told.
 
 /// One service binary of the workspace.
 #[derive(Debug, Clone, Copy)]
@@ -7,12 +7,38 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// Offset from the stack's base port.
     pub port_offset: u16,
-    /// Whether it gets `DATABASE_URL`.
+    /// Gets `DATABASE_URL`.
     pub database: bool,
+    /// An agent: gets `ORCHESTRATOR_URL` and `AGENT_PUBLIC_URL`.
+    pub agent: bool,
 }
 
-pub const SERVICES: &[ServiceSpec] = &[ServiceSpec {
-    name: "echo-agent",
-    port_offset: 2,
-    database: false,
-}];
+/// Started one after the other, each once the previous answers `/health`: logging first so
+/// the others' logs have somewhere to go, the orchestrator before the agents that register.
+pub const SERVICES: &[ServiceSpec] = &[
+    ServiceSpec {
+        name: "logging",
+        port_offset: 1,
+        database: true,
+        agent: false,
+    },
+    ServiceSpec {
+        name: "orchestrator",
+        port_offset: 0,
+        database: true,
+        agent: false,
+    },
+    ServiceSpec {
+        name: "echo-agent",
+        port_offset: 2,
+        database: false,
+        agent: true,
+    },
+];
+
+pub fn url_of(name: &str, base_port: u16) -> Option<String> {
+    SERVICES
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| format!("http://127.0.0.1:{}", base_port + s.port_offset))
+}

@@ -18,7 +18,7 @@ use rand::distr::Alphanumeric;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::services::{SERVICES, ServiceSpec};
+use crate::services::{SERVICES, ServiceSpec, url_of};
 use crate::workspace;
 
 const DATABASE: &str = "autonoma";
@@ -36,7 +36,8 @@ pub struct UpArgs {
     /// Where the local Postgres keeps its data (git-ignored).
     #[arg(long, default_value = ".autonoma")]
     pub state_dir: PathBuf,
-    /// Services listen on consecutive ports from here (echo-agent on base+2, …).
+    /// Services listen on consecutive ports from here: orchestrator on the base port, logging
+    /// on +1, echo-agent on +2.
     #[arg(long, default_value_t = 7100)]
     pub base_port: u16,
     /// Port of the local Postgres.
@@ -116,6 +117,8 @@ async fn run_services(
 
     let mut running: Vec<Running> = Vec::new();
     let mut shutdown = Box::pin(shutdown_signal());
+    let logging_url = url_of("logging", args.base_port);
+    let orchestrator_url = url_of("orchestrator", args.base_port);
     for spec in SERVICES {
         let binary = binaries
             .iter()
@@ -126,6 +129,7 @@ async fn run_services(
             .base_port
             .checked_add(spec.port_offset)
             .context("--base-port is too high")?;
+        let url = format!("http://127.0.0.1:{port}");
         let mut env = vec![
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", port.to_string()),
@@ -135,9 +139,18 @@ async fn run_services(
             ("WS_ALLOWED_ORIGINS", dashboard_origins.clone()),
             ("LOG_FORMAT", "text".to_owned()),
         ];
+        if let Some(logging_url) = &logging_url {
+            env.push(("LOGGING_URL", logging_url.clone()));
+        }
         if spec.database {
             env.push(("DATABASE_URL", database_url.to_owned()));
             env.push(("MIGRATE_ON_START", "false".to_owned()));
+        }
+        if spec.agent {
+            if let Some(orchestrator_url) = &orchestrator_url {
+                env.push(("ORCHESTRATOR_URL", orchestrator_url.clone()));
+            }
+            env.push(("AGENT_PUBLIC_URL", url.clone()));
         }
         let child = match spawn_service(spec.name, &binary, &env) {
             Ok(child) => child,
@@ -149,17 +162,16 @@ async fn run_services(
         running.push(Running {
             spec: *spec,
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url,
         });
-    }
-
-    let ready = tokio::select! {
-        ready = wait_healthy(&mut running) => ready,
-        () = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
-    };
-    if let Err(error) = ready {
-        stop_all(&mut running).await;
-        return Err(error);
+        let ready = tokio::select! {
+            ready = wait_healthy(running.last_mut()) => ready,
+            () = &mut shutdown => Err(anyhow::anyhow!("interrupted while starting")),
+        };
+        if let Err(error) = ready {
+            stop_all(&mut running).await;
+            return Err(error);
+        }
     }
 
     println!();
@@ -286,34 +298,34 @@ fn tag(name: &str) -> String {
     format!("{name:>14} |")
 }
 
-async fn wait_healthy(running: &mut [Running]) -> anyhow::Result<()> {
+async fn wait_healthy(service: Option<&mut Running>) -> anyhow::Result<()> {
+    let Some(service) = service else {
+        return Ok(());
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = tokio::time::Instant::now() + HEALTH_TIMEOUT;
-    for service in running.iter_mut() {
-        loop {
-            if let Some(status) = service.child.try_wait()? {
-                bail!(
-                    "{} exited during startup ({status}); its output is above",
-                    service.spec.name
-                );
-            }
-            let health = client.get(format!("{}/health", service.url)).send().await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "{} did not answer /health within {}s",
-                    service.spec.name,
-                    HEALTH_TIMEOUT.as_secs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    loop {
+        if let Some(status) = service.child.try_wait()? {
+            bail!(
+                "{} exited during startup ({status}); its output is above",
+                service.spec.name
+            );
         }
+        let health = client.get(format!("{}/health", service.url)).send().await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{} did not answer /health within {}s",
+                service.spec.name,
+                HEALTH_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(())
 }
 
 async fn first_exit(running: &mut [Running]) -> (&'static str, std::process::ExitStatus) {

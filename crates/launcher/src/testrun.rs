@@ -1,15 +1,25 @@
 //! `autonoma test`: every test of the workspace against real components.
 //!
 //! Starts what the tests talk to (a throwaway Postgres cluster, unless `TEST_DATABASE_URL` is
-//! set), runs `cargo nextest run --workspace` (or `cargo test` where nextest is missing) with
-//! their addresses in the environment, stops them, and exits with the test run's code.
+//! set; a moto server for SQS, unless `TEST_SQS_ENDPOINT` is set), runs `cargo nextest run
+//! --workspace` (or `cargo test` where nextest is missing; `-p NAME` arguments narrow it to
+//! those packages) with their addresses in the environment, stops them, and exits with the
+//! test run's code.
 
-use std::process::ExitCode;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use autonoma_localpg::{Cluster, ClusterOptions, PgBinaries};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 
 use crate::workspace;
+
+const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
+const MOTO_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -21,6 +31,15 @@ pub struct TestArgs {
 pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let root = workspace::root()?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+
+    let moto = match std::env::var("TEST_SQS_ENDPOINT") {
+        Ok(_) => None,
+        Err(_) => {
+            let moto = Moto::start(scratch.path()).await?;
+            println!("autonoma test: moto (SQS) on {}", moto.endpoint);
+            Some(moto)
+        }
+    };
 
     let cluster = match std::env::var("TEST_DATABASE_URL") {
         Ok(_) => None,
@@ -37,30 +56,184 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 
     let nextest = tokio::process::Command::new(workspace::cargo())
         .args(["nextest", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .await
         .is_ok_and(|s| s.success());
     let mut command = tokio::process::Command::new(workspace::cargo());
     if nextest {
-        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        command.args(["nextest", "run", "--no-fail-fast"]);
     } else {
         println!("autonoma test: cargo-nextest not found; using cargo test");
-        command.args(["test", "--workspace", "--no-fail-fast"]);
+        command.args(["test", "--no-fail-fast"]);
+    }
+    if !selects_packages(&args.extra) {
+        command.arg("--workspace");
     }
     command.args(&args.extra).current_dir(&root);
     if let Some(cluster) = &cluster {
         command.env("TEST_DATABASE_URL", cluster.url("postgres"));
     }
-    let status = command.status().await.context("running the tests")?;
+    if let Some(moto) = &moto {
+        command
+            .env("TEST_SQS_ENDPOINT", &moto.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    }
+    let status = command.status().await.context("running the tests");
 
     if let Some(cluster) = cluster {
         cluster.stop()?;
     }
+    if let Some(moto) = moto {
+        moto.stop().await;
+    }
+    let status = status?;
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::FAILURE,
     })
+}
+
+/// Whether the arguments name packages (`-p NAME`, `--package NAME`, `--workspace`), which
+/// then replace the default of the whole workspace. Arguments after `--` go to the tests.
+fn selects_packages(extra: &[String]) -> bool {
+    extra.iter().take_while(|arg| *arg != "--").any(|arg| {
+        arg == "--workspace"
+            || arg == "--all"
+            || arg == "--package"
+            || arg.starts_with("--package=")
+            || arg.starts_with("-p")
+    })
+}
+
+/// Where `.ci/run` keeps its Python virtualenv with moto: `$AUTONOMA_CACHE_DIR/venv`, by
+/// default `~/.cache/autonoma/venv`.
+fn default_venv() -> PathBuf {
+    let cache = std::env::var_os("AUTONOMA_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".cache").join("autonoma")
+        });
+    cache.join("venv")
+}
+
+/// A moto server in server mode: the SQS the tests talk to.
+struct Moto {
+    child: tokio::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` (`AUTONOMA_MOTO_SERVER`, else the one in the default venv) on a
+    /// free port of 127.0.0.1 and waits until it answers. Its output goes to `moto.log` in
+    /// `scratch`, shown if it fails to start.
+    async fn start(scratch: &Path) -> anyhow::Result<Self> {
+        let venv = default_venv();
+        let bin = std::env::var_os("AUTONOMA_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| venv.join("bin").join("moto_server"));
+        if !bin.is_file() {
+            bail!(
+                "moto_server (the SQS server the tests use) is not at {}. Install it with\n\n    \
+                 python3 -m venv {venv} && {venv}/bin/pip install 'moto[server]'\n\n\
+                 or set AUTONOMA_MOTO_SERVER to a moto_server, or TEST_SQS_ENDPOINT to a running \
+                 SQS-compatible server. `.ci/run` installs it.",
+                bin.display(),
+                venv = venv.display(),
+            );
+        }
+        let port = autonoma_localpg::free_port()?;
+        let log_path = scratch.join("moto.log");
+        let log = std::fs::File::create(&log_path).context("creating moto.log")?;
+        let mut command = std::process::Command::new(&bin);
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("sharing moto.log")?)
+            .stderr(log)
+            // Out of the terminal's process group, so Ctrl-C reaches the launcher, which stops
+            // it; if the launcher dies instead, the kernel sends it SIGTERM.
+            .process_group(0);
+        autonoma_localpg::signal_when_parent_dies(&mut command, Signal::SIGTERM);
+        let child = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = tokio::time::Instant::now() + MOTO_START_TIMEOUT;
+        loop {
+            if let Some(status) = moto.child.try_wait()? {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!("moto_server exited ({status}) before answering:\n{output}");
+            }
+            // Any HTTP answer means it is serving.
+            if client.get(&moto.endpoint).send().await.is_ok() {
+                return Ok(moto);
+            }
+            if tokio::time::Instant::now() > deadline {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!(
+                    "moto_server did not answer on {} within {}s:\n{output}",
+                    moto.endpoint,
+                    MOTO_START_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+            if tokio::time::timeout(MOTO_STOP_TIMEOUT, self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selects_packages;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn package_arguments_replace_the_whole_workspace() {
+        assert!(!selects_packages(&args(&[])));
+        assert!(!selects_packages(&args(&[
+            "some_test_name",
+            "--no-capture"
+        ])));
+        assert!(!selects_packages(&args(&["--", "-p"])));
+        for selecting in [
+            &["-p", "echo-agent"][..],
+            &["-pecho-agent"],
+            &["--package", "echo-agent"],
+            &["--package=echo-agent"],
+            &["--workspace"],
+        ] {
+            assert!(selects_packages(&args(selecting)), "{selecting:?}");
+        }
+    }
 }

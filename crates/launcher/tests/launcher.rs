@@ -133,12 +133,54 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
     let postgres_pid = number_after(&output, "(pid ").expect("postgres pid printed");
     assert!(pid_alive(postgres_pid));
 
+    let orchestrator_url = format!("http://127.0.0.1:{base_port}");
+    let logging_url = format!("http://127.0.0.1:{}", base_port + 1);
     let echo_url = format!("http://127.0.0.1:{}", base_port + 2);
-    assert!(output.contains(&echo_url), "{output}");
-    let health = reqwest::get(format!("{echo_url}/health"))
+    for url in [&orchestrator_url, &logging_url, &echo_url] {
+        assert!(output.contains(url.as_str()), "{url} not listed:\n{output}");
+        let health = reqwest::get(format!("{url}/health")).await.expect("health");
+        assert_eq!(health.status(), 200, "{url}");
+    }
+
+    // A task created against the stack with the printed credentials succeeds.
+    let line = output
+        .lines()
+        .find(|l| l.contains("operator sign-in:"))
+        .expect("credentials printed");
+    let pass = line.rsplit(' ').next().expect("password").trim().to_owned();
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{orchestrator_url}/task"))
+        .basic_auth("operator", Some(&pass))
+        .json(&serde_json::json!({"kind": "echo", "payload": {"message": "hello"}}))
+        .send()
         .await
-        .expect("health");
-    assert_eq!(health.status(), 200);
+        .expect("create")
+        .json()
+        .await
+        .expect("task");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let task: serde_json::Value = client
+            .get(format!("{orchestrator_url}/task/{id}"))
+            .basic_auth("operator", Some(&pass))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("task");
+        if task["status"] == "succeeded" {
+            assert_eq!(task["result"]["echo"]["message"], "hello");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task not done: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // What Ctrl-C sends.
     nix::sys::signal::kill(

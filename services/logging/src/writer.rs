@@ -1,0 +1,269 @@
+//! The writer: takes queued records in chunks and inserts each chunk with one statement.
+//!
+//! Every insert runs in a transaction that first takes a fixed advisory lock, so writers of
+//! all replicas take turns: ids are assigned only while the lock is held and the lock is
+//! released at commit, hence a record becomes visible only after every record with a smaller
+//! id. Readers resume "after id N" and can never skip a row that commits late.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgBindIterExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{Batch, BatchReceiver};
+use crate::metrics::{LogMetrics, Reason};
+use crate::model::Record;
+
+/// Most records inserted by one statement.
+pub const WRITE_CHUNK: usize = 1000;
+
+/// Held (per transaction) by every writer of the `logs` table.
+pub const ADVISORY_LOCK_KEY: i64 = 0x6175_746f_6c6f_6773; // "autologs"
+
+/// Notified with the newest id after every commit.
+pub const CHANNEL: &str = "autonoma_logs";
+
+const INSERT: &str = "\
+WITH inserted AS (
+    INSERT INTO logs (ts, received_at, level, service, message, trace_id, correlation_id, task_id, fields)
+    SELECT * FROM UNNEST($1::timestamptz[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::uuid[], $9::jsonb[])
+    RETURNING id
+)
+SELECT max(id) FROM inserted";
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+pub struct Writer {
+    rx: BatchReceiver,
+    pool: PgPool,
+    metrics: LogMetrics,
+    /// Cancelled once the server has stopped: nothing new can be queued, so drain and stop.
+    stop: CancellationToken,
+    /// How long, once stopping, to keep retrying a database that keeps failing.
+    patience: Duration,
+    stopped_at: Option<Instant>,
+    failing_since: Option<Instant>,
+    /// Acknowledged records given up on while stopping.
+    lost: usize,
+}
+
+impl Writer {
+    pub fn new(
+        rx: BatchReceiver,
+        pool: PgPool,
+        metrics: LogMetrics,
+        stop: CancellationToken,
+        patience: Duration,
+    ) -> Self {
+        Writer {
+            rx,
+            pool,
+            metrics,
+            stop,
+            patience,
+            stopped_at: None,
+            failing_since: None,
+            lost: 0,
+        }
+    }
+
+    /// Writes until `stop`, then writes everything still queued. Returns how many acknowledged
+    /// records it gave up on because the database kept failing while stopping.
+    pub async fn run(mut self) -> usize {
+        loop {
+            let first = tokio::select! {
+                biased;
+                batch = self.rx.recv() => batch,
+                () = self.stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut taken = vec![first];
+            let mut count = taken[0].records.len();
+            while count < WRITE_CHUNK {
+                match self.rx.try_recv() {
+                    Ok(batch) => {
+                        count += batch.records.len();
+                        taken.push(batch);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.store(taken).await;
+        }
+
+        // A send that succeeded before `close` is still in the channel and is drained below;
+        // any later send fails, and its request is answered 503 instead of 202.
+        self.rx.close();
+        self.stopped_at.get_or_insert_with(Instant::now);
+        let mut taken = Vec::new();
+        let mut count = 0;
+        let mut drained = 0;
+        while let Some(batch) = self.rx.recv().await {
+            count += batch.records.len();
+            taken.push(batch);
+            if count >= WRITE_CHUNK {
+                drained += count;
+                self.store(std::mem::take(&mut taken)).await;
+                count = 0;
+            }
+        }
+        drained += count;
+        self.store(taken).await;
+        tracing::info!(
+            records = drained,
+            "log writer drained the queue and stopped"
+        );
+        self.lost
+    }
+
+    /// Stores the batches, then releases their queue places.
+    async fn store(&mut self, batches: Vec<Batch>) {
+        let records: Vec<&Record> = batches.iter().flat_map(|b| &b.records).collect();
+        for chunk in records.chunks(WRITE_CHUNK) {
+            self.store_chunk(chunk).await;
+        }
+        self.metrics.dequeued(records.len());
+    }
+
+    async fn store_chunk(&mut self, chunk: &[&Record]) {
+        match self.insert_with_retry(chunk).await {
+            Ok(()) => {}
+            Err(Failure::Refused(error)) => {
+                // Validation mirrors the table's constraints, so this is rare: find the
+                // records the database refuses and keep the others.
+                tracing::warn!(
+                    error = %error,
+                    records = chunk.len(),
+                    "the database refused a chunk of log records; writing them one by one"
+                );
+                for record in chunk {
+                    match self.insert_with_retry(std::slice::from_ref(record)).await {
+                        Ok(()) => {}
+                        Err(Failure::Refused(error)) => {
+                            self.metrics.rejected(Reason::Database, 1);
+                            tracing::error!(
+                                error = %error,
+                                service = %record.service,
+                                level = record.level.as_str(),
+                                ts = %record.ts,
+                                message = %preview(&record.message),
+                                "the database refused an acknowledged log record; it is lost"
+                            );
+                        }
+                        Err(Failure::GaveUp(_)) => self.unwritten(1),
+                    }
+                }
+            }
+            Err(Failure::GaveUp(error)) => {
+                tracing::error!(error = %error, "database unreachable while shutting down");
+                self.unwritten(chunk.len());
+            }
+        }
+    }
+
+    fn unwritten(&mut self, count: usize) {
+        self.lost += count;
+        self.metrics.rejected(Reason::Unwritten, count);
+        tracing::error!(
+            records = count,
+            "acknowledged log records could not be written before shutdown; they are lost"
+        );
+    }
+
+    /// Retries transient failures with backoff: forever while serving; once stopping, until
+    /// the database has failed for `patience` without a success (counted from the stop at
+    /// the earliest).
+    async fn insert_with_retry(&mut self, records: &[&Record]) -> Result<(), Failure> {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let error = match insert(&self.pool, records).await {
+                Ok(()) => {
+                    self.failing_since = None;
+                    self.metrics.written(records.len());
+                    return Ok(());
+                }
+                Err(error) if is_refusal(&error) => return Err(Failure::Refused(error)),
+                Err(error) => error,
+            };
+            let failing_since = *self.failing_since.get_or_insert_with(Instant::now);
+            if self.stop.is_cancelled() {
+                let stopped_at = *self.stopped_at.get_or_insert_with(Instant::now);
+                if Instant::now() >= failing_since.max(stopped_at) + self.patience {
+                    return Err(Failure::GaveUp(error));
+                }
+            }
+            tracing::warn!(
+                error = %error,
+                records = records.len(),
+                retry_in = ?delay,
+                "writing log records failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+}
+
+enum Failure {
+    /// The database rejects the data itself; retrying cannot help.
+    Refused(sqlx::Error),
+    /// Still failing when the shutdown patience ran out.
+    GaveUp(sqlx::Error),
+}
+
+/// One transaction: the writers' lock, the insert, the notification of the newest id.
+async fn insert(pool: &PgPool, records: &[&Record]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ADVISORY_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    let newest: Option<i64> = sqlx::query_scalar(INSERT)
+        .bind(records.iter().map(|r| r.ts).bind_iter())
+        .bind(records.iter().map(|r| r.received_at).bind_iter())
+        .bind(records.iter().map(|r| r.level.as_str()).bind_iter())
+        .bind(records.iter().map(|r| r.service.as_str()).bind_iter())
+        .bind(records.iter().map(|r| r.message.as_str()).bind_iter())
+        .bind(records.iter().map(|r| r.trace_id.as_deref()).bind_iter())
+        .bind(
+            records
+                .iter()
+                .map(|r| r.correlation_id.as_deref())
+                .bind_iter(),
+        )
+        .bind(records.iter().map(|r| r.task_id).bind_iter())
+        .bind(records.iter().map(|r| &r.fields).bind_iter())
+        .fetch_one(&mut *tx)
+        .await?;
+    if let Some(newest) = newest {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(newest.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// Data exceptions (22xxx) and constraint violations (23xxx) are about the records, not the
+/// database's state.
+fn is_refusal(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
+fn preview(message: &str) -> &str {
+    match message.char_indices().nth(200) {
+        Some((index, _)) => &message[..index],
+        None => message,
+    }
+}

@@ -1,0 +1,212 @@
+//! `GET /ws` and `POST /hooks/{source}` on a real server.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use autonoma_common::auth::encode_basic;
+use autonoma_protocol::{TaskOut, TaskStatus};
+use futures::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use support::{HOOK_SECRET, ORIGIN, PASS, USER, any_payload, fake_agent, start};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+fn ws_url(base: &str, query: &str) -> String {
+    format!("{}/ws?{query}", base.replace("http://", "ws://"))
+}
+
+async fn connect(
+    url: &str,
+    origin: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    WsError,
+> {
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("header"));
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+fn status_of(error: &WsError) -> Option<u16> {
+    match error {
+        WsError::Http(response) => Some(response.status().as_u16()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn websocket_refuses_missing_credentials_and_foreign_origins() {
+    let orch = start(&[]).await;
+    let anonymous = connect(&ws_url(&orch.base, ""), ORIGIN)
+        .await
+        .expect_err("no credentials");
+    assert_eq!(status_of(&anonymous), Some(401));
+    let auth = encode_basic(USER, PASS);
+    let foreign = connect(
+        &ws_url(&orch.base, &format!("auth={auth}")),
+        "https://evil.example",
+    )
+    .await
+    .expect_err("foreign origin");
+    assert_eq!(status_of(&foreign), Some(403));
+    connect(&ws_url(&orch.base, &format!("auth={auth}")), ORIGIN)
+        .await
+        .expect("allowed");
+}
+
+#[tokio::test]
+async fn websocket_streams_every_transition_in_order() {
+    let orch = start(&[]).await;
+    let agent = fake_agent().await;
+    orch.register("echo-agent", &agent.server.base_url, any_payload())
+        .await;
+    let auth = encode_basic(USER, PASS);
+    let mut socket = connect(
+        &ws_url(&orch.base, &format!("auth={auth}&kind=echo&logs=false")),
+        ORIGIN,
+    )
+    .await
+    .expect("connect");
+    let hello = socket.next().await.expect("hello").expect("frame");
+    assert!(hello.to_text().expect("text").contains("\"hello\""));
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let task: TaskOut = orch
+            .create(json!({"kind": "echo", "payload": {"i": i, "failTimes": i % 2}}))
+            .await
+            .json()
+            .await
+            .expect("task");
+        ids.push(task.id);
+    }
+    let mut seen: HashMap<uuid::Uuid, Vec<(i64, String)>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let done = |seen: &HashMap<uuid::Uuid, Vec<(i64, String)>>, id: &uuid::Uuid| {
+        seen.get(id)
+            .and_then(|e| e.last())
+            .is_some_and(|(_, s)| s == "succeeded")
+    };
+    while !ids.iter().all(|id| done(&seen, id)) {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("frames keep coming")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).expect("json");
+        if frame["type"] != "task" {
+            continue;
+        }
+        let id: uuid::Uuid = serde_json::from_value(frame["task"]["id"].clone()).expect("id");
+        let version = frame["event"]["version"].as_i64().expect("version");
+        let status = frame["event"]["toStatus"].as_str().unwrap_or("").to_owned();
+        seen.entry(id).or_default().push((version, status));
+    }
+    for id in ids {
+        let frames = &seen[&id];
+        let versions: Vec<i64> = frames.iter().map(|(v, _)| *v).collect();
+        let expected: Vec<i64> = (1..=frames.len() as i64).collect();
+        assert_eq!(versions, expected, "every version of {id}, in order");
+        let events = orch.events(id).await;
+        assert_eq!(events.len(), frames.len(), "one frame per event of {id}");
+        assert_eq!(orch.task(id).await.status, TaskStatus::Succeeded);
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn webhooks_need_a_valid_signature_and_are_deduplicated() {
+    let orch = start(&[]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
+        .await;
+    let body = serde_json::to_vec(&json!({"ref": "refs/heads/main"})).expect("json");
+    let post = |signature: Option<String>, delivery: &str, event: &str| {
+        let mut request = orch
+            .http
+            .post(orch.url("/hooks/github"))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", delivery)
+            .header("x-github-event", event)
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send()
+    };
+
+    let unsigned = post(None, "d-1", "push").await.expect("request");
+    assert_eq!(unsigned.status(), 401);
+    let forged = post(Some(sign(b"something else")), "d-1", "push")
+        .await
+        .expect("request");
+    assert_eq!(forged.status(), 401);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&orch.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0, "a bad signature creates nothing");
+
+    let accepted = post(Some(sign(&body)), "d-1", "push")
+        .await
+        .expect("request");
+    assert_eq!(accepted.status(), 202);
+    let first: Value = accepted.json().await.expect("json");
+    assert_eq!(first["duplicate"], false);
+    let again: Value = post(Some(sign(&body)), "d-1", "push")
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["taskId"], first["taskId"]);
+
+    let ignored: Value = post(Some(sign(&body)), "d-2", "issues")
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(ignored["ignored"].is_string(), "{ignored}");
+
+    let task: TaskOut = serde_json::from_value(
+        orch.operator(
+            reqwest::Method::GET,
+            &format!("/task/{}", first["taskId"].as_str().expect("id")),
+        )
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("task"),
+    )
+    .expect("task");
+    assert_eq!(task.kind, "echo");
+    assert_eq!(task.correlation_id.as_deref(), Some("github:d-1"));
+    assert_eq!(task.payload, json!({"ref": "refs/heads/main"}));
+    let unknown = orch
+        .http
+        .post(orch.url("/hooks/gitlab"))
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unknown.status(), 404);
+}
