@@ -66,7 +66,7 @@ impl Filters {
             sql.push(" AND ts < ").push_bind(until);
         }
         if let Some(text) = &self.text {
-            sql.push(" AND search @@ websearch_to_tsquery('simple', ")
+            sql.push(" AND to_tsvector('simple', message) @@ websearch_to_tsquery('simple', ")
                 .push_bind(text.as_str())
                 .push(")");
         }

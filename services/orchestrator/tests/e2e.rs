@@ -544,3 +544,68 @@ async fn the_same_tasks_pass_over_sqs_and_a_killed_agent_is_recovered_through_th
     assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
     assert!(done.attempts >= 2);
 }
+
+#[tokio::test]
+async fn websocket_clients_receive_the_logs_of_the_traces_they_follow() {
+    let stack = Stack::start(1, &[], &[]).await;
+    let trace = Uuid::new_v4().simple().to_string();
+    let auth = encode_basic(USER, PASS);
+    let ws_url = format!(
+        "{}/ws?auth={auth}&traceId={trace}&logs=true",
+        stack.orchestrator().base_url().replace("http://", "ws://")
+    );
+    let mut request = ws_url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", ORIGIN.parse().expect("header"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connects");
+    socket.next().await.expect("hello").expect("frame");
+
+    let created = stack
+        .http
+        .post(stack.orchestrator().url("/task"))
+        .basic_auth(USER, Some(PASS))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"kind": "echo", "payload": {"message": "follow me"}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(created.status(), 201);
+
+    let mut succeeded = false;
+    let mut log_services = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(succeeded
+        && log_services.contains("orchestrator")
+        && log_services.contains("echo-agent"))
+    {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("succeeded: {succeeded}, logs from {log_services:?}"))
+            .expect("open")
+            .expect("frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).expect("json");
+        match frame["type"].as_str() {
+            Some("task") => {
+                assert_eq!(frame["task"]["traceId"], trace.as_str());
+                succeeded |= frame["event"]["toStatus"] == "succeeded";
+            }
+            Some("log") => {
+                assert_eq!(
+                    frame["log"]["traceId"],
+                    trace.as_str(),
+                    "only the followed trace: {frame}"
+                );
+                if let Some(service) = frame["log"]["service"].as_str() {
+                    log_services.insert(service.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
