@@ -249,3 +249,68 @@ async fn cancelled_tasks_are_never_dispatched_even_with_the_agent_down() {
     assert_eq!(task.status, TaskStatus::Cancelled);
     assert_eq!(task.attempts, 0);
 }
+
+#[tokio::test]
+async fn re_registering_swaps_the_agent_without_losing_queued_tasks() {
+    let orch = start(&[]).await;
+    let old = fake_agent().await;
+    let new = fake_agent().await;
+    orch.register("echo-agent", &old.server.base_url, any_payload())
+        .await;
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let run_at = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let task: TaskOut = orch
+        .create(json!({"kind": "echo", "payload": {}, "runAt": run_at}))
+        .await
+        .json()
+        .await
+        .expect("task");
+    // Hot swap before it is due: the queued task goes to the new registration.
+    orch.register("echo-agent", &new.server.base_url, any_payload())
+        .await;
+    let done = orch
+        .wait_for(task.id, TaskStatus::Succeeded, Duration::from_secs(15))
+        .await;
+    assert_eq!(done.attempts, 1);
+    assert_eq!(new.received.lock().expect("lock").len(), 1);
+    assert!(old.received.lock().expect("lock").is_empty());
+
+    // A kind belongs to one agent at a time.
+    let taken = orch
+        .internal(Method::POST, "/agents")
+        .json(&json!({"name": "other-agent", "baseUrl": "http://127.0.0.1:9", "transport": "http", "kinds": any_payload()}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(taken.status(), 409);
+    let bad = orch
+        .internal(Method::POST, "/agents")
+        .json(&json!({"name": "Bad Name", "transport": "sqs", "kinds": [{"kind": "x", "payloadSchema": {"type": 7}}]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status(), 422);
+    let problem: Value = bad.json().await.expect("problem");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"/name")
+            && fields.contains(&"/queueUrl")
+            && fields.contains(&"/kinds/0/payloadSchema"),
+        "{problem}"
+    );
+    let anonymous = orch
+        .http
+        .post(orch.url("/agents"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401);
+}

@@ -210,3 +210,49 @@ async fn webhooks_need_a_valid_signature_and_are_deduplicated() {
         .expect("request");
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_keep_up_is_disconnected() {
+    let orch = start(&[("WS_CLIENT_BUFFER", "16")]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
+        .await;
+    let auth = encode_basic(USER, PASS);
+    let mut socket = connect(
+        &ws_url(&orch.base, &format!("auth={auth}&logs=false")),
+        ORIGIN,
+    )
+    .await
+    .expect("connect");
+    // Big frames the client does not read: the server's buffers fill and it falls behind.
+    let filler = "x".repeat(64 * 1024);
+    for i in 0..200 {
+        let response = orch
+            .create(json!({"kind": "echo", "payload": {"i": i, "filler": filler}, "runAt": "2999-01-01T00:00:00Z"}))
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut frames = 0;
+    let mut closed_as_too_slow = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => frames += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                closed_as_too_slow = frame.is_some_and(|f| u16::from(f.code) == 1008);
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("the slow client was never disconnected ({frames} frames read)"),
+        }
+    }
+    assert!(
+        frames < 201,
+        "all {frames} frames were buffered for the slow client"
+    );
+    assert!(
+        closed_as_too_slow,
+        "closed without the too-slow code after {frames} frames"
+    );
+}
