@@ -172,6 +172,48 @@ async fn the_database_refuses_what_the_services_must_never_store() {
     .await
     .expect_err("unknown log level");
     assert_eq!(constraint_of(error), "logs_level_check");
+
+    let long_name = "x".repeat(65);
+    for (service, trace_id, constraint) in [
+        ("Orchestrator", None, "logs_service_check"),
+        ("-orchestrator", None, "logs_service_check"),
+        ("9lives", None, "logs_service_check"),
+        ("", None, "logs_service_check"),
+        ("has space", None, "logs_service_check"),
+        (long_name.as_str(), None, "logs_service_check"),
+        (
+            "ok",
+            Some("4BF92F3577B34DA6A3CE929D0E0E4736"),
+            "logs_trace_id_check",
+        ),
+        (
+            "ok",
+            Some("4bf92f3577b34da6a3ce929d0e0e473"),
+            "logs_trace_id_check",
+        ),
+        (
+            "ok",
+            Some("4bf92f3577b34da6a3ce929d0e0e473g"),
+            "logs_trace_id_check",
+        ),
+    ] {
+        let error = sqlx::query(
+            "INSERT INTO logs (ts, level, service, message, trace_id) VALUES (now(), 'info', $1, 'm', $2)",
+        )
+        .bind(service)
+        .bind(trace_id)
+        .execute(pool)
+        .await
+        .expect_err(service);
+        assert_eq!(constraint_of(error), constraint, "{service:?} {trace_id:?}");
+    }
+    sqlx::query(
+        "INSERT INTO logs (ts, level, service, message, trace_id) VALUES (now(), 'info', 'echo-agent2', 'm', $1)",
+    )
+    .bind(TRACE)
+    .execute(pool)
+    .await
+    .expect("a valid row");
 }
 
 #[tokio::test]

