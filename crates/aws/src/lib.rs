@@ -1,7 +1,7 @@
 //! AWS clients built from the `aws` group of `infra/config.schema.json`.
 //!
 //! Production talks to Amazon; tests and the local stack point `AWS_ENDPOINT_URL` at any
-//! SQS-compatible server (such as moto). Explicit configuration wins over the SDK's own
+//! SQS- and S3-compatible server (such as moto). Explicit configuration wins over the SDK's own
 //! environment and profile lookup; what is left unset falls back to the SDK's default chain.
 
 use std::time::Duration;
@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+pub use aws_sdk_s3;
 pub use aws_sdk_sqs;
 
 /// Connecting to the endpoint.
@@ -29,7 +30,7 @@ const MAX_ATTEMPTS: u32 = 3;
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub struct AwsConfig {
-    /// Any SQS-compatible endpoint; unset means Amazon's endpoint for the region.
+    /// Any SQS- and S3-compatible endpoint; unset means Amazon's endpoint for the region.
     #[serde(default)]
     pub aws_endpoint_url: Option<Url>,
     pub aws_region: String,
@@ -95,4 +96,16 @@ impl AwsConfig {
 /// An SQS client for `config`. Building it does not contact the endpoint.
 pub async fn sqs_client(config: &AwsConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config.sdk_config().await)
+}
+
+/// An S3 client for `config`. Building it does not contact the endpoint.
+///
+/// With `AWS_ENDPOINT_URL` set the bucket goes in the path (`endpoint/bucket/key`), which
+/// S3-compatible servers (moto, MinIO, R2) accept without wildcard DNS; Amazon itself gets
+/// virtual-hosted addressing.
+pub async fn s3_client(config: &AwsConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(&config.sdk_config().await)
+        .force_path_style(config.aws_endpoint_url.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
 }
