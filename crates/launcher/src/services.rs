@@ -11,6 +11,8 @@ pub struct ServiceSpec {
     pub database: bool,
     /// An agent: gets `ORCHESTRATOR_URL` and `AGENT_PUBLIC_URL`.
     pub agent: bool,
+    /// Stores blobs: gets `BLOB_DIR` under the stack's state directory.
+    pub blobs: bool,
 }
 
 /// Started one after the other, each once the previous answers `/health`: logging first so
@@ -21,18 +23,28 @@ pub const SERVICES: &[ServiceSpec] = &[
         port_offset: 1,
         database: true,
         agent: false,
+        blobs: false,
     },
     ServiceSpec {
         name: "orchestrator",
         port_offset: 0,
         database: true,
         agent: false,
+        blobs: false,
     },
     ServiceSpec {
         name: "echo-agent",
         port_offset: 2,
         database: false,
         agent: true,
+        blobs: false,
+    },
+    ServiceSpec {
+        name: "queue-gateway",
+        port_offset: 5,
+        database: true,
+        agent: false,
+        blobs: true,
     },
 ];
 

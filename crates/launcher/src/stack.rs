@@ -85,7 +85,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let outcome = run_services(&args, &binaries, &database_url).await;
+    let outcome = run_services(&args, &binaries, &database_url, &state_dir).await;
     if let Some(cluster) = cluster {
         println!("{} stopping postgres", tag("launcher"));
         if let Err(error) = cluster.stop() {
@@ -104,6 +104,7 @@ async fn run_services(
     args: &UpArgs,
     binaries: &[(String, PathBuf)],
     database_url: &str,
+    state_dir: &Path,
 ) -> anyhow::Result<ExitCode> {
     let pool = sqlx_pool(database_url).await?;
     autonoma_common::db::migrate(&pool).await?;
@@ -145,6 +146,9 @@ async fn run_services(
         if spec.database {
             env.push(("DATABASE_URL", database_url.to_owned()));
             env.push(("MIGRATE_ON_START", "false".to_owned()));
+        }
+        if spec.blobs {
+            env.push(("BLOB_DIR", state_dir.join("blobs").display().to_string()));
         }
         if spec.agent {
             if let Some(orchestrator_url) = &orchestrator_url {

@@ -136,7 +136,8 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
     let orchestrator_url = format!("http://127.0.0.1:{base_port}");
     let logging_url = format!("http://127.0.0.1:{}", base_port + 1);
     let echo_url = format!("http://127.0.0.1:{}", base_port + 2);
-    for url in [&orchestrator_url, &logging_url, &echo_url] {
+    let gateway_url = format!("http://127.0.0.1:{}", base_port + 5);
+    for url in [&orchestrator_url, &logging_url, &echo_url, &gateway_url] {
         assert!(output.contains(url.as_str()), "{url} not listed:\n{output}");
         let health = reqwest::get(format!("{url}/health")).await.expect("health");
         assert_eq!(health.status(), 200, "{url}");

@@ -352,7 +352,8 @@ impl PageLog {
         })
     }
 
-    async fn exists(&self, page: &PageId) -> Result<bool> {
+    /// Whether the page has been created.
+    pub async fn exists(&self, page: &PageId) -> Result<bool> {
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pages WHERE id = $1")
             .bind(page.as_str())
             .fetch_optional(self.pool())
