@@ -6,12 +6,12 @@
 //! next hidden message of the queue becomes visible, or its wait runs out. One LISTEN
 //! connection per [`PgBus`] serves all its waiting receives.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use autonoma_common::wakeups::Wakeups;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -22,10 +22,6 @@ use crate::{Error, Message, OutgoingMessage, QueueOptions, QueueRef, Receipt, Re
 const CHANNEL: &str = "autonoma_bus";
 /// Pause before looking again when visible messages exist but other receivers hold them all.
 const BUSY_RETRY: Duration = Duration::from_millis(20);
-/// Pause after the listener's connection fails before it reconnects.
-const LISTEN_RETRY: Duration = Duration::from_secs(1);
-
-type Wakers = Mutex<HashMap<String, watch::Sender<()>>>;
 /// id, body, attributes, receive_count, receipt.
 type Row = (Uuid, String, Json<BTreeMap<String, String>>, i32, Uuid);
 
@@ -36,30 +32,17 @@ pub struct PgBus {
 
 struct Inner {
     pool: PgPool,
-    wakers: Arc<Wakers>,
-    listener: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
+    wakeups: Wakeups,
 }
 
 impl PgBus {
     /// A bus on `pool`, whose database has the bus migration applied. Starts listening at once,
     /// so no message sent after this returns can be missed by a waiting receive.
     pub async fn new(pool: PgPool) -> Result<Self> {
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(CHANNEL).await?;
-        let wakers: Arc<Wakers> = Arc::default();
-        let listener = tokio::spawn(listen(listener, wakers.clone()));
+        // The payload is the queue's name.
+        let wakeups = Wakeups::listen(&pool, CHANNEL, |queue| queue).await?;
         Ok(PgBus {
-            inner: Arc::new(Inner {
-                pool,
-                wakers,
-                listener,
-            }),
+            inner: Arc::new(Inner { pool, wakeups }),
         })
     }
 
@@ -68,15 +51,7 @@ impl PgBus {
     }
 
     fn subscribe(&self, queue: &str) -> watch::Receiver<()> {
-        let mut wakers = self
-            .inner
-            .wakers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        wakers
-            .entry(queue.to_owned())
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
+        self.inner.wakeups.subscribe(queue)
     }
 
     pub(crate) async fn ensure_queue(
@@ -341,38 +316,5 @@ fn missing_queue(err: sqlx::Error, queue: &QueueRef) -> Error {
             Error::QueueNotFound(queue.name.clone())
         }
         _ => Error::Database(err),
-    }
-}
-
-/// Forwards each NOTIFY to the receives waiting on its queue. When the connection drops,
-/// notifications may have been lost, so every waiting receive is woken to look again.
-async fn listen(mut listener: PgListener, wakers: Arc<Wakers>) {
-    let wake = |queue: Option<&str>| {
-        let wakers = wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        match queue {
-            Some(queue) => {
-                if let Some(sender) = wakers.get(queue) {
-                    sender.send_replace(());
-                }
-            }
-            None => wakers.values().for_each(|sender| {
-                sender.send_replace(());
-            }),
-        }
-    };
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(notification)) => wake(Some(notification.payload())),
-            Ok(None) => {
-                tracing::warn!("bus listener lost its connection; reconnecting");
-                wake(None);
-            }
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "bus listener failed; retrying");
-                wake(None);
-                tokio::time::sleep(LISTEN_RETRY).await;
-            }
-        }
     }
 }

@@ -12,6 +12,7 @@ pub mod problem;
 pub mod server;
 pub mod telemetry;
 pub mod trace;
+pub mod wakeups;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -10,14 +10,13 @@
 //! names their page, or their wait runs out. One LISTEN connection per [`PageLog`] serves all
 //! its waiting reads.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use autonoma_common::problem::FieldError;
+use autonoma_common::wakeups::Wakeups;
 use serde::Serialize;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -32,10 +31,7 @@ const CHANNEL: &str = "autonoma_pages";
 pub const REMOVE_DIRECTIVE: &str = "component.remove";
 /// Most messages one read returns; a reader continues after the last one it got.
 pub const MAX_BATCH: i64 = 1000;
-/// Pause after the listener's connection fails before it reconnects.
-const LISTEN_RETRY: Duration = Duration::from_secs(1);
 
-type Wakers = Mutex<HashMap<String, watch::Sender<()>>>;
 /// id, address, directive, sender, body, seq, sent_at, traceparent.
 type Row = (
     Uuid,
@@ -153,30 +149,20 @@ pub struct PageLog {
 
 struct Inner {
     pool: PgPool,
-    wakers: Arc<Wakers>,
-    listener: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
+    wakeups: Wakeups,
 }
 
 impl PageLog {
     /// A log on `pool`. Starts listening at once, so no message appended after this returns can
     /// be missed by a waiting read.
     pub async fn new(pool: PgPool) -> Result<Self> {
-        let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(CHANNEL).await?;
-        let wakers: Arc<Wakers> = Arc::default();
-        let listener = tokio::spawn(listen(listener, wakers.clone()));
+        // The payload is `<page>:<seq>`.
+        let wakeups = Wakeups::listen(&pool, CHANNEL, |payload| {
+            payload.rsplit_once(':').map_or(payload, |(page, _)| page)
+        })
+        .await?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                pool,
-                wakers,
-                listener,
-            }),
+            inner: Arc::new(Inner { pool, wakeups }),
         })
     }
 
@@ -362,17 +348,7 @@ impl PageLog {
     }
 
     fn subscribe(&self, page: &PageId) -> watch::Receiver<()> {
-        let mut wakers = self
-            .inner
-            .wakers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Forget pages nobody waits on any more.
-        wakers.retain(|_, sender| sender.receiver_count() > 0);
-        wakers
-            .entry(page.as_str().to_owned())
-            .or_insert_with(|| watch::channel(()).0)
-            .subscribe()
+        self.inner.wakeups.subscribe(page.as_str())
     }
 }
 
@@ -414,41 +390,4 @@ fn envelope(page: &PageId, row: Row) -> Result<Envelope> {
         sent_at,
         traceparent,
     })
-}
-
-/// Forwards each NOTIFY to the reads waiting on its page. When the connection drops,
-/// notifications may have been lost, so every waiting read is woken to look again.
-async fn listen(mut listener: PgListener, wakers: Arc<Wakers>) {
-    let wake = |page: Option<&str>| {
-        let wakers = wakers.lock().unwrap_or_else(PoisonError::into_inner);
-        match page {
-            Some(page) => {
-                if let Some(sender) = wakers.get(page) {
-                    sender.send_replace(());
-                }
-            }
-            None => wakers.values().for_each(|sender| {
-                sender.send_replace(());
-            }),
-        }
-    };
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(notification)) => {
-                let payload = notification.payload();
-                let page = payload.rsplit_once(':').map_or(payload, |(page, _)| page);
-                wake(Some(page));
-            }
-            Ok(None) => {
-                tracing::warn!("page log listener lost its connection; reconnecting");
-                wake(None);
-            }
-            Err(sqlx::Error::PoolClosed) => return,
-            Err(error) => {
-                tracing::warn!(%error, "page log listener failed; retrying");
-                wake(None);
-                tokio::time::sleep(LISTEN_RETRY).await;
-            }
-        }
-    }
 }
