@@ -21,6 +21,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{FromRow, PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::OrchestratorConfig;
@@ -238,8 +239,12 @@ impl Dispatcher {
                     break;
                 };
                 let this = self.clone();
+                let task = &claim.task;
+                // Instrumented, never entered: a guard held across awaits corrupts the span stack.
+                let span = tracing::info_span!("attempt", task_id = %task.id, trace_id = %task.trace_id,
+                    correlation_id = task.correlation_id.as_deref(), attempt = task.attempts);
                 tokio::spawn(async move {
-                    this.attempt(claim).await;
+                    this.attempt(claim).instrument(span).await;
                     drop(permit);
                     this.capacity.notify_one();
                 });
@@ -337,9 +342,6 @@ impl Dispatcher {
 
     async fn attempt(&self, claim: Claimed) {
         let task = &claim.task;
-        let span = tracing::info_span!("attempt", task_id = %task.id, trace_id = %task.trace_id,
-            correlation_id = task.correlation_id.as_deref(), attempt = task.attempts);
-        let _entered = span.enter();
         let ctx = trace_of(&task.trace_id);
         let timeout = Duration::from_secs(task.timeout_secs.max(1) as u64);
         let dispatch = DispatchIn {
