@@ -158,6 +158,49 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// An internal key in `X-INTERNAL-KEY` or as `Authorization: Bearer <key>`, the form MCP
+    /// clients and other HTTP tooling send.
+    pub fn check_internal_key_or_bearer(&self, headers: &HeaderMap) -> Result<(), Problem> {
+        if headers.contains_key(INTERNAL_KEY_HEADER) {
+            return self.check_internal_key(headers);
+        }
+        match bearer_token(headers) {
+            Some(token) if self.internal_key_matches(token.as_bytes()) => Ok(()),
+            Some(_) => Err(
+                Problem::unauthorized("The bearer token is not a valid key.")
+                    .kind("internal-key-invalid")
+                    .field("authorization", "not accepted"),
+            ),
+            None => Err(Problem::unauthorized(
+                "This endpoint requires an internal key in X-INTERNAL-KEY or as a bearer token.",
+            )
+            .kind("internal-key-required")
+            .field("authorization", "missing")),
+        }
+    }
+
+    /// Basic Auth (`?auth=` too when `allow_query`), or an internal key when the request
+    /// carries `X-INTERNAL-KEY`.
+    pub fn check_operator(&self, request: &Request, allow_query: bool) -> Result<(), Problem> {
+        if request.headers().contains_key(INTERNAL_KEY_HEADER) {
+            self.check_internal_key(request.headers())
+        } else {
+            self.check_basic(request, allow_query)
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 fn basic_challenge(detail: &str) -> Problem {
     Problem::unauthorized(detail)
         .kind("authentication-required")
@@ -186,7 +229,7 @@ pub fn encode_basic(user: &str, pass: &str) -> String {
 }
 
 /// A query parameter, percent-decoded but with `+` kept (base64 uses it).
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
         (key == name).then(|| {
@@ -197,7 +240,8 @@ fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-fn auth_of(request: &Request) -> Result<Arc<Auth>, Problem> {
+/// The [`Auth`] the server bootstrap installed on the request.
+pub fn auth_of(request: &Request) -> Result<Arc<Auth>, Problem> {
     request
         .extensions()
         .get::<Arc<Auth>>()
@@ -209,6 +253,8 @@ fn auth_of(request: &Request) -> Result<Arc<Auth>, Problem> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Accepts {
     InternalKey,
+    /// An internal key in `X-INTERNAL-KEY` or as a bearer token.
+    InternalKeyOrBearer,
     Basic,
     /// An internal key, or Basic Auth (`?auth=` too when `query` is set).
     Either {
@@ -217,14 +263,11 @@ enum Accepts {
 }
 
 async fn guard(accepts: Accepts, request: Request, next: Next) -> Response {
-    let verdict = auth_of(&request).and_then(|auth| {
-        let has_key = request.headers().contains_key(INTERNAL_KEY_HEADER);
-        match accepts {
-            Accepts::InternalKey => auth.check_internal_key(request.headers()),
-            Accepts::Either { .. } if has_key => auth.check_internal_key(request.headers()),
-            Accepts::Either { query } => auth.check_basic(&request, query),
-            Accepts::Basic => auth.check_basic(&request, false),
-        }
+    let verdict = auth_of(&request).and_then(|auth| match accepts {
+        Accepts::InternalKey => auth.check_internal_key(request.headers()),
+        Accepts::InternalKeyOrBearer => auth.check_internal_key_or_bearer(request.headers()),
+        Accepts::Either { query } => auth.check_operator(&request, query),
+        Accepts::Basic => auth.check_basic(&request, false),
     });
     match verdict {
         Ok(()) => next.run(request).await,
@@ -235,6 +278,12 @@ async fn guard(accepts: Accepts, request: Request, next: Next) -> Response {
 /// Service-to-service routes: a valid `X-INTERNAL-KEY`.
 pub async fn require_internal_key(request: Request, next: Next) -> Response {
     guard(Accepts::InternalKey, request, next).await
+}
+
+/// Routes called by AI clients and tooling that send keys as bearer tokens (MCP): an internal
+/// key in `X-INTERNAL-KEY` or `Authorization: Bearer`.
+pub async fn require_internal_key_or_bearer(request: Request, next: Next) -> Response {
+    guard(Accepts::InternalKeyOrBearer, request, next).await
 }
 
 /// Human-facing routes: Basic Auth in the `Authorization` header.

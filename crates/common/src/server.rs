@@ -46,6 +46,7 @@ pub const OPS_TAG: &str = "operations";
 /// Security scheme names used in `#[utoipa::path(security(...))]`.
 pub const BASIC_AUTH: &str = "basicAuth";
 pub const INTERNAL_KEY: &str = "internalKey";
+pub const BEARER_AUTH: &str = "bearerAuth";
 
 #[derive(Clone)]
 struct Ops {
@@ -272,6 +273,10 @@ fn base_openapi(service: &str) -> utoipa::openapi::OpenApi {
     components.add_security_scheme(
         INTERNAL_KEY,
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-INTERNAL-KEY"))),
+    );
+    components.add_security_scheme(
+        BEARER_AUTH,
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
     openapi
 }

@@ -78,7 +78,7 @@ pub struct EventAccepted {
 
 /// Sends user input to the AI waiting on the page.
 #[utoipa::path(post, path = "/pages/{page}/events", tag = "events",
-    security(("basicAuth" = []), ("internalKey" = [])),
+    security(("basicAuth" = []), ("internalKey" = []), ("bearerAuth" = [])),
     params(("page" = String, Path, description = "Page id")),
     request_body = EventIn,
     responses(
@@ -93,43 +93,7 @@ async fn post_event(
     Path(page): Path<String>,
     Json(input): Json<EventIn>,
 ) -> Result<(StatusCode, Json<EventAccepted>), Problem> {
-    let page = parse_page(&page)?;
-    let mut errors = Vec::new();
-    if let Err(e) = input.component.parse::<Address>() {
-        errors.push(FieldError {
-            field: "/component".into(),
-            message: e.to_string(),
-        });
-    }
-    let kind_ok = (1..=KIND_MAX).contains(&input.kind.len())
-        && input
-            .kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if !kind_ok {
-        errors.push(FieldError {
-            field: "/kind".into(),
-            message: format!("expected 1 to {KIND_MAX} characters of a-z, 0-9, '.', '_', '-'"),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(Problem::validation("The event is not valid.", errors));
-    }
-    gateway.require_page(&page).await?;
-    let queue = gateway.input_queue(&page, false).await?;
-    let event = EventOut {
-        page: page.to_string(),
-        component: input.component,
-        kind: input.kind,
-        value: input.value,
-        received_at: OffsetDateTime::now_utc(),
-    };
-    let body = serde_json::to_string(&event).map_err(Problem::internal)?;
-    let id = gateway
-        .bus
-        .send(&queue, &body, &BTreeMap::new())
-        .await
-        .map_err(bus_problem)?;
+    let id = gateway.post_event(&page, input).await?;
     Ok((StatusCode::ACCEPTED, Json(EventAccepted { id })))
 }
 
@@ -164,36 +128,84 @@ async fn get_input(
     Path(page): Path<String>,
     Query(query): Query<InputQuery>,
 ) -> Result<Json<InputOut>, Problem> {
-    let page = parse_page(&page)?;
     let wait = Duration::from_secs(query.wait.unwrap_or(0));
-    if wait > MAX_WAIT {
-        return Err(Problem::bad_request(format!(
-            "wait is at most {} seconds.",
-            MAX_WAIT.as_secs()
-        ))
-        .field("wait", format!("expected 0 to {}", MAX_WAIT.as_secs())));
-    }
-    gateway.require_page(&page).await?;
-    let queue = gateway.input_queue(&page, false).await?;
-    let received = gateway
-        .bus
-        .receive(&queue, INPUT_BATCH, wait.min(gateway.limits.poll_wait))
-        .await
-        .map_err(bus_problem)?;
-    let mut events = Vec::with_capacity(received.len());
-    for message in received {
-        match serde_json::from_str::<EventOut>(&message.body) {
-            Ok(event) => events.push(event),
-            // Only this service writes the queue; anything else is dropped, not returned.
-            Err(error) => {
-                tracing::warn!(%error, id = %message.id, "dropping an unreadable input event")
-            }
+    let events = gateway.take_input(&page, wait).await?;
+    Ok(Json(InputOut { events }))
+}
+
+impl Gateway {
+    /// Puts a browser's event on the page's input queue; answers the bus message id.
+    pub async fn post_event(&self, page: &str, input: EventIn) -> Result<String, Problem> {
+        let page = parse_page(page)?;
+        let mut errors = Vec::new();
+        if let Err(e) = input.component.parse::<Address>() {
+            errors.push(FieldError {
+                field: "/component".into(),
+                message: e.to_string(),
+            });
         }
-        gateway
+        let kind_ok = (1..=KIND_MAX).contains(&input.kind.len())
+            && input
+                .kind
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !kind_ok {
+            errors.push(FieldError {
+                field: "/kind".into(),
+                message: format!("expected 1 to {KIND_MAX} characters of a-z, 0-9, '.', '_', '-'"),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(Problem::validation("The event is not valid.", errors));
+        }
+        self.require_page(&page).await?;
+        let queue = self.input_queue(&page, false).await?;
+        let event = EventOut {
+            page: page.to_string(),
+            component: input.component,
+            kind: input.kind,
+            value: input.value,
+            received_at: OffsetDateTime::now_utc(),
+        };
+        let body = serde_json::to_string(&event).map_err(Problem::internal)?;
+        self.bus
+            .send(&queue, &body, &BTreeMap::new())
+            .await
+            .map_err(bus_problem)
+    }
+
+    /// Takes up to 10 events waiting on the page's input queue, waiting up to `wait` (at most
+    /// 20 s) for the first. What is returned is removed from the queue.
+    pub async fn take_input(&self, page: &str, wait: Duration) -> Result<Vec<EventOut>, Problem> {
+        let page = parse_page(page)?;
+        if wait > MAX_WAIT {
+            return Err(Problem::bad_request(format!(
+                "wait is at most {} seconds.",
+                MAX_WAIT.as_secs()
+            ))
+            .field("wait", format!("expected 0 to {}", MAX_WAIT.as_secs())));
+        }
+        self.require_page(&page).await?;
+        let queue = self.input_queue(&page, false).await?;
+        let received = self
             .bus
-            .delete(&queue, &message.receipt)
+            .receive(&queue, INPUT_BATCH, wait.min(self.limits.poll_wait))
             .await
             .map_err(bus_problem)?;
+        let mut events = Vec::with_capacity(received.len());
+        for message in received {
+            match serde_json::from_str::<EventOut>(&message.body) {
+                Ok(event) => events.push(event),
+                // Only this service writes the queue; anything else is dropped, not returned.
+                Err(error) => {
+                    tracing::warn!(%error, id = %message.id, "dropping an unreadable input event")
+                }
+            }
+            self.bus
+                .delete(&queue, &message.receipt)
+                .await
+                .map_err(bus_problem)?;
+        }
+        Ok(events)
     }
-    Ok(Json(InputOut { events }))
 }

@@ -78,57 +78,90 @@ async fn post_message(
     Path(page): Path<String>,
     Json(input): Json<MessageIn>,
 ) -> Result<(StatusCode, Json<Envelope>), Problem> {
-    let page = parse_page(&page)?;
-    let to: Address = input.to.parse().map_err(|e: crate::AddressError| {
-        Problem::validation(
-            "The address is not valid.",
-            [FieldError {
-                field: "/to".into(),
-                message: e.to_string(),
-            }],
-        )
-    })?;
-    crate::directives::validate(&to, &input.directive, &input.body).map_err(|errors| {
-        Problem::validation("The directive is not valid for its address.", errors)
-    })?;
-    gateway.require_page(&page).await?;
-
-    let encoded = serde_json::to_vec(&input.body).map_err(Problem::internal)?;
-    if encoded.len() > gateway.limits.blob {
-        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE).detail(format!(
-            "The body is {} bytes; the limit is {} bytes.",
-            encoded.len(),
-            gateway.limits.blob
-        )));
-    }
-    let body = if encoded.len() > gateway.limits.inline && input.directive != REMOVE_DIRECTIVE {
-        let meta = NewBlob::new(blob_kind(&input.directive), BLOB_CONTENT_TYPE)
-            .name(format!("{page}/{to}/{}", input.directive));
-        let stored = gateway
-            .blobs
-            .put_bytes(meta, Bytes::from(encoded))
-            .await
-            .map_err(blob_problem)?;
-        Body::Blob(BlobRef {
-            blob_id: stored.id,
-            sha256: stored.sha256,
-            size: u64::try_from(stored.size).map_err(Problem::internal)?,
-            content_type: stored.content_type,
-        })
-    } else {
-        Body::Inline(input.body)
-    };
-    let message = NewMessage {
-        id: Uuid::now_v7(),
-        page,
-        to,
-        from: "ai".into(),
-        directive: input.directive,
-        body,
-        traceparent: input.traceparent,
-    };
-    let envelope = gateway.log.append(message).await.map_err(page_problem)?;
+    let envelope = gateway.send_message(&page, input).await?;
     Ok((StatusCode::CREATED, Json(envelope)))
+}
+
+impl Gateway {
+    /// Checks the address, the directive and its body, stores a body over the inline limit as
+    /// a blob and appends the message to the page's log. Nothing is stored when a check fails.
+    pub async fn send_message(&self, page: &str, input: MessageIn) -> Result<Envelope, Problem> {
+        let page = parse_page(page)?;
+        let to: Address = input.to.parse().map_err(|e: crate::AddressError| {
+            Problem::validation(
+                "The address is not valid.",
+                [FieldError {
+                    field: "/to".into(),
+                    message: e.to_string(),
+                }],
+            )
+        })?;
+        crate::directives::validate(&to, &input.directive, &input.body).map_err(|errors| {
+            Problem::validation("The directive is not valid for its address.", errors)
+        })?;
+        self.require_page(&page).await?;
+
+        let encoded = serde_json::to_vec(&input.body).map_err(Problem::internal)?;
+        if encoded.len() > self.limits.blob {
+            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE).detail(format!(
+                "The body is {} bytes; the limit is {} bytes.",
+                encoded.len(),
+                self.limits.blob
+            )));
+        }
+        let body = if encoded.len() > self.limits.inline && input.directive != REMOVE_DIRECTIVE {
+            let meta = NewBlob::new(blob_kind(&input.directive), BLOB_CONTENT_TYPE)
+                .name(format!("{page}/{to}/{}", input.directive));
+            let stored = self
+                .blobs
+                .put_bytes(meta, Bytes::from(encoded))
+                .await
+                .map_err(blob_problem)?;
+            Body::Blob(BlobRef {
+                blob_id: stored.id,
+                sha256: stored.sha256,
+                size: u64::try_from(stored.size).map_err(Problem::internal)?,
+                content_type: stored.content_type,
+            })
+        } else {
+            Body::Inline(input.body)
+        };
+        let message = NewMessage {
+            id: Uuid::now_v7(),
+            page,
+            to,
+            from: "ai".into(),
+            directive: input.directive,
+            body,
+            traceparent: input.traceparent,
+        };
+        self.log.append(message).await.map_err(page_problem)
+    }
+
+    /// Takes a component off the page: appends a `component.remove` to `layout-manager`.
+    pub async fn remove_component(&self, page: &str, address: &str) -> Result<Envelope, Problem> {
+        let page = parse_page(page)?;
+        let layout: Address = "layout-manager"
+            .parse()
+            .map_err(|e: crate::AddressError| Problem::internal(e))?;
+        let message = NewMessage::from_ai(
+            page,
+            layout,
+            REMOVE_DIRECTIVE,
+            json!({ "component": address }),
+        );
+        // The directive's schema names `/body/inline/component`; the caller named it alone.
+        self.log.append(message).await.map_err(|error| match error {
+            crate::PageError::Invalid(_) => Problem::validation(
+                "Only plotly-panel-{id} and text-component-{id} components can be removed.",
+                [FieldError {
+                    field: "address".into(),
+                    message: format!("{address:?} is not a removable component address"),
+                }],
+            ),
+            other => page_problem(other),
+        })
+    }
 }
 
 /// What a stored directive body is, for the blob registry.
@@ -159,31 +192,7 @@ async fn delete_component(
     State(gateway): State<Gateway>,
     Path((page, address)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<Envelope>), Problem> {
-    let page = parse_page(&page)?;
-    let layout: Address = "layout-manager"
-        .parse()
-        .map_err(|e: crate::AddressError| Problem::internal(e))?;
-    let message = NewMessage::from_ai(
-        page,
-        layout,
-        REMOVE_DIRECTIVE,
-        json!({ "component": address }),
-    );
-    // The directive's schema names `/body/inline/component`; the caller named it in the path.
-    let envelope = gateway
-        .log
-        .append(message)
-        .await
-        .map_err(|error| match error {
-            crate::PageError::Invalid(_) => Problem::validation(
-                "Only plotly-panel-{id} and text-component-{id} components can be removed.",
-                [FieldError {
-                    field: "address".into(),
-                    message: format!("{address:?} is not a removable component address"),
-                }],
-            ),
-            other => page_problem(other),
-        })?;
+    let envelope = gateway.remove_component(&page, &address).await?;
     Ok((StatusCode::CREATED, Json(envelope)))
 }
 
@@ -209,7 +218,7 @@ pub struct PollOut {
 /// The page's messages after `after`, waiting up to `wait` seconds for one when there are
 /// none yet. Every browser on the page gets the same messages in the same order.
 #[utoipa::path(get, path = "/pages/{page}/poll", tag = "messages",
-    security(("basicAuth" = []), ("internalKey" = [])),
+    security(("basicAuth" = []), ("internalKey" = []), ("bearerAuth" = [])),
     params(("page" = String, Path, description = "Page id"), PollQuery),
     responses(
         (status = 200, body = PollOut),

@@ -1,13 +1,14 @@
 //! The HTTP API. The AI's side (internal key): `POST /pages`, `POST /pages/{page}/messages`,
 //! `DELETE /pages/{page}/components/{address}`, `GET /pages/{page}/input`. The browser's side
-//! (Basic Auth or an internal key): `GET /pages/{page}/poll`, `GET /pages/{page}/state`,
-//! `POST /pages/{page}/events`, `GET /pages/{page}/blobs/{id}`, and the Server-Sent Events
-//! `GET /pages/{page}/stream` (which also takes `?auth=`).
+//! (Basic Auth, an internal key, or the page's sharing token): `GET /pages/{page}/poll`,
+//! `GET /pages/{page}/state`, `POST /pages/{page}/events`, `GET /pages/{page}/blobs/{id}`, and
+//! the Server-Sent Events `GET /pages/{page}/stream`.
 
 pub mod blobs;
 pub mod events;
 pub mod messages;
 pub mod pages;
+pub mod share;
 pub mod stream;
 
 use std::time::Duration;
@@ -15,9 +16,9 @@ use std::time::Duration;
 use autonoma_blobs::BlobStore;
 use autonoma_bus::{Bus, QueueOptions, QueueRef};
 use autonoma_common::Problem;
-use autonoma_common::auth::{require_internal_key, require_operator, require_stream_auth};
+use autonoma_common::auth::require_internal_key;
 use axum::http::StatusCode;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
@@ -121,16 +122,19 @@ pub fn router(gateway: Gateway) -> OpenApiRouter {
         .merge(pages::ai_router(gateway.clone()))
         .merge(messages::ai_router(gateway.clone()))
         .merge(events::ai_router(gateway.clone()))
+        .merge(blobs::ai_router(gateway.clone()))
+        .merge(share::ai_router(gateway.clone()))
         .route_layer(from_fn(require_internal_key));
+    // Browsers cannot set headers on EventSource, `<img>` or links: the browser side also
+    // takes `?auth=` and `?token=`.
     let browser = OpenApiRouter::new()
         .merge(pages::browser_router(gateway.clone()))
         .merge(messages::browser_router(gateway.clone()))
         .merge(events::browser_router(gateway.clone()))
         .merge(blobs::browser_router(gateway.clone()))
-        .route_layer(from_fn(require_operator));
-    // EventSource cannot set headers: the stream also takes `?auth=`.
-    let stream = stream::browser_router(gateway).route_layer(from_fn(require_stream_auth));
-    ai.merge(browser).merge(stream)
+        .merge(stream::browser_router(gateway.clone()))
+        .route_layer(from_fn_with_state(gateway, share::require_page_access));
+    ai.merge(browser)
 }
 
 /// The page id of a path, or a 404 that says why it cannot be one.
@@ -175,6 +179,9 @@ pub(crate) fn blob_problem(error: autonoma_blobs::Error) -> Problem {
     match error {
         autonoma_blobs::Error::TooLarge { limit } => Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
             .detail(format!("The body exceeds the limit of {limit} bytes.")),
+        autonoma_blobs::Error::Invalid(message) => {
+            Problem::bad_request(format!("The blob is not valid: {message}."))
+        }
         other => Problem::internal(other),
     }
 }

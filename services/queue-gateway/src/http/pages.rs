@@ -63,36 +63,41 @@ async fn post_page(
     State(gateway): State<Gateway>,
     Json(input): Json<PageIn>,
 ) -> Result<(StatusCode, Json<PageOut>), Problem> {
-    let page: PageId = input.page.parse().map_err(|e| {
-        Problem::validation(
-            "The page id is not valid.",
-            [FieldError {
-                field: "/page".into(),
-                message: format!("page id {e}"),
-            }],
-        )
-    })?;
-    // The queue first: a page that exists always has its input queue.
-    gateway.input_queue(&page, true).await?;
-    let created = gateway.log.create_page(&page).await.map_err(page_problem)?;
-    let status = if created {
+    let out = gateway.create_page(&input.page).await?;
+    let status = if out.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(PageOut {
+    Ok((status, Json(out)))
+}
+
+impl Gateway {
+    /// Creates a page and its input queue; an existing page is left as it is.
+    pub async fn create_page(&self, page: &str) -> Result<PageOut, Problem> {
+        let page: PageId = page.parse().map_err(|e| {
+            Problem::validation(
+                "The page id is not valid.",
+                [FieldError {
+                    field: "/page".into(),
+                    message: format!("page id {e}"),
+                }],
+            )
+        })?;
+        // The queue first: a page that exists always has its input queue.
+        self.input_queue(&page, true).await?;
+        let created = self.log.create_page(&page).await.map_err(page_problem)?;
+        Ok(PageOut {
             page: page.to_string(),
             created,
-        }),
-    ))
+        })
+    }
 }
 
 /// The page as it is now: the latest directive of each component on it and the sequence
 /// number to poll after.
 #[utoipa::path(get, path = "/pages/{page}/state", tag = "pages",
-    security(("basicAuth" = []), ("internalKey" = [])),
+    security(("basicAuth" = []), ("internalKey" = []), ("bearerAuth" = [])),
     params(("page" = String, Path, description = "Page id")),
     responses(
         (status = 200, body = PageState),

@@ -49,7 +49,7 @@ pub struct StreamQuery {
 /// The page's messages after `after` as they are appended: events named `message` whose data
 /// is the envelope and whose id is its `seq`.
 #[utoipa::path(get, path = "/pages/{page}/stream", tag = "messages",
-    security(("basicAuth" = []), ("internalKey" = [])),
+    security(("basicAuth" = []), ("internalKey" = []), ("bearerAuth" = [])),
     params(("page" = String, Path, description = "Page id"), StreamQuery),
     responses(
         (status = 200, description = "An event stream of envelopes", content_type = "text/event-stream"),
