@@ -4,7 +4,7 @@
 //! set; a moto server for SQS, unless `TEST_SQS_ENDPOINT` is set), runs `cargo nextest run
 //! --workspace` (or `cargo test` where nextest is missing; `-p NAME` arguments narrow it to
 //! those packages) with their addresses in the environment, stops them, and exits with the
-//! test run's code.
+//! test run's code. `TEST_MCP_PYTHON` tells the MCP tests which Python has the MCP client.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,9 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
     }
+    if std::env::var_os("TEST_MCP_PYTHON").is_none() {
+        command.env("TEST_MCP_PYTHON", venv_python());
+    }
     let status = command.status().await.context("running the tests");
 
     if let Some(cluster) = cluster {
@@ -120,6 +123,15 @@ fn default_venv() -> PathBuf {
             home.join(".cache").join("autonoma")
         });
     cache.join("venv")
+}
+
+/// The Python of the venv moto comes from (`AUTONOMA_MOTO_SERVER`'s directory, else the
+/// default venv), where `.ci/run` also installs the MCP SDK the MCP tests drive the gateway with.
+fn venv_python() -> PathBuf {
+    std::env::var_os("AUTONOMA_MOTO_SERVER")
+        .map(PathBuf::from)
+        .and_then(|bin| bin.parent().map(|dir| dir.join("python")))
+        .unwrap_or_else(|| default_venv().join("bin").join("python"))
 }
 
 /// A moto server in server mode: the SQS the tests talk to.

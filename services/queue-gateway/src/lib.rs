@@ -8,10 +8,14 @@
 //! directives, remove components, take user input) and the browser's side with Basic Auth
 //! (long-poll or stream the page log, read the page state, send events, read blobs). Bodies larger than
 //! `GATEWAY_INLINE_LIMIT` go to the blob store and travel as a [`BlobRef`] (claim check).
+//! Directives also arrive on the bus queue `GATEWAY_DIRECTIVE_QUEUE` ([`consumer`]).
+//! The AI's side is also served as MCP tools at `/mcp` ([`mcp`], internal key as bearer token).
 
+pub mod consumer;
 pub mod directives;
 pub mod envelope;
 pub mod http;
+pub mod mcp;
 pub mod pages;
 
 use autonoma_aws::AwsConfig;
@@ -42,8 +46,12 @@ pub struct GatewayConfig {
     pub blobs: BlobConfig,
     /// Directive bodies up to this many bytes of JSON travel inline; larger ones as blobs.
     pub gateway_inline_limit: usize,
-    /// Largest directive body accepted at all, in bytes.
+    /// Largest directive body accepted on a send, in bytes of JSON.
+    pub gateway_directive_limit: usize,
+    /// Largest blob stored, in bytes.
     pub gateway_blob_limit: usize,
+    /// The bus queue the gateway takes the AI's directives from.
+    pub gateway_directive_queue: String,
 }
 
 impl ServiceConfig for GatewayConfig {
@@ -74,5 +82,11 @@ pub async fn build(loaded: Loaded<GatewayConfig>) -> anyhow::Result<Server> {
         pool,
         builder.shutdown_token(),
     );
+    let queue = consumer::open(&gateway, &config.gateway_directive_queue).await?;
+    tokio::spawn(consumer::run(
+        gateway.clone(),
+        queue,
+        builder.shutdown_token(),
+    ));
     builder.routes(http::router(gateway)).bind().await
 }

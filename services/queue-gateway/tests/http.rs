@@ -2,161 +2,14 @@
 //! browsers: long polls wake on a send, replays are exact, input reaches the AI, large bodies
 //! become blobs, and bad input is refused without writing anything.
 
-use std::collections::HashMap;
+mod common;
+
 use std::time::Duration;
 
-use autonoma_common::config;
-use autonoma_testkit::{TestDb, test_db};
-use queue_gateway::GatewayConfig;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use common::{INLINE_LIMIT, PASS, USER, fields, problem, send, seqs, start};
+use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tokio_util::sync::DropGuard;
-
-const KEY: &str = "gateway-test-key-0123456789";
-const USER: &str = "operator";
-const PASS: &str = "correct-horse-battery";
-/// A small inline limit, so a modest figure already travels as a blob.
-const INLINE_LIMIT: usize = 1024;
-
-struct Gateway {
-    base: String,
-    db: TestDb,
-    http: reqwest::Client,
-    _blobs: tempfile::TempDir,
-    /// Stops the server when the test ends.
-    _stop: DropGuard,
-}
-
-async fn start() -> Gateway {
-    let db = test_db().await;
-    let blobs = tempfile::tempdir().expect("tempdir");
-    let env: HashMap<String, String> = [
-        ("HOST", "127.0.0.1".to_owned()),
-        ("PORT", "0".to_owned()),
-        ("INTERNAL_API_KEYS", KEY.to_owned()),
-        ("BASIC_AUTH_USER", USER.to_owned()),
-        ("BASIC_AUTH_PASS", PASS.to_owned()),
-        ("DATABASE_URL", db.url.clone()),
-        ("BLOB_DIR", blobs.path().display().to_string()),
-        ("GATEWAY_INLINE_LIMIT", INLINE_LIMIT.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let loaded = config::load_from::<GatewayConfig>(queue_gateway::SERVICE, &env)
-        .unwrap_or_else(|e| panic!("config: {e}"));
-    let server = queue_gateway::build(loaded).await.expect("build");
-    let base = format!("http://{}", server.local_addr());
-    let stop = server.shutdown_token().drop_guard();
-    tokio::spawn(server.run());
-    Gateway {
-        base,
-        db,
-        http: reqwest::Client::new(),
-        _blobs: blobs,
-        _stop: stop,
-    }
-}
-
-impl Gateway {
-    fn ai(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .header("x-internal-key", KEY)
-    }
-
-    fn browser(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(USER, Some(PASS))
-    }
-
-    async fn create_page(&self, page: &str) {
-        let response = send(
-            self.ai(reqwest::Method::POST, "/pages")
-                .json(&json!({"page": page})),
-        )
-        .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-    }
-
-    async fn send_message(&self, page: &str, to: &str, directive: &str, body: Value) -> Response {
-        send(
-            self.ai(reqwest::Method::POST, &format!("/pages/{page}/messages"))
-                .json(&json!({"to": to, "directive": directive, "body": body})),
-        )
-        .await
-    }
-
-    async fn text(&self, page: &str, id: &str, text: &str) -> Value {
-        let response = self
-            .send_message(
-                page,
-                &format!("text-component-{id}"),
-                "text.set",
-                json!({"text": text}),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json().await.expect("envelope")
-    }
-
-    async fn poll(&self, page: &str, after: i64, wait: u64) -> Value {
-        let response = send(self.browser(
-            reqwest::Method::GET,
-            &format!("/pages/{page}/poll?after={after}&wait={wait}"),
-        ))
-        .await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.expect("poll")
-    }
-
-    async fn message_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM page_messages")
-            .fetch_one(&self.db.pool)
-            .await
-            .expect("count")
-    }
-}
-
-async fn send(request: RequestBuilder) -> Response {
-    request.send().await.expect("request")
-}
-
-/// A problem body, checked for its content type and status.
-async fn problem(response: Response, status: StatusCode) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    response.json().await.expect("problem")
-}
-
-fn fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn seqs(poll: &Value) -> Vec<i64> {
-    poll["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["seq"].as_i64().expect("seq"))
-        .collect()
-}
 
 #[tokio::test]
 async fn a_waiting_poll_wakes_on_send_and_an_empty_one_waits_out() {
@@ -518,6 +371,11 @@ async fn the_openapi_document_lists_every_route() {
         "/pages/{page}/events",
         "/pages/{page}/blobs/{id}",
         "/pages/{page}/stream",
+        "/pages/{page}/tokens",
+        "/pages/{page}/tokens/{id}",
+        "/blobs",
+        "/blobs/{id}",
+        "/blobs/{id}/content",
     ] {
         assert!(document["paths"][path].is_object(), "{path} missing");
     }
@@ -595,4 +453,300 @@ async fn the_stream_replays_follows_and_resumes_after_the_last_event_id() {
     problem(response, StatusCode::UNAUTHORIZED).await;
     let response = send(gateway.browser(reqwest::Method::GET, "/pages/nowhere/stream")).await;
     problem(response, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_sharing_token_opens_its_page_and_nothing_else() {
+    let gateway = start().await;
+    gateway.create_page("shared").await;
+    gateway.create_page("private").await;
+    gateway.text("shared", "a", "hello").await;
+
+    let response = send(
+        gateway
+            .ai(reqwest::Method::POST, "/pages/shared/tokens")
+            .json(&json!({"ttlSecs": 600})),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let share: Value = response.json().await.expect("token");
+    let token = share["token"].as_str().expect("token").to_owned();
+    let id = share["id"].as_str().expect("id").to_owned();
+    assert_eq!(share["page"], "shared");
+
+    // As a bearer token, and as ?token= where a browser cannot set headers.
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::GET, "/pages/shared/poll?after=0")
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let polled: Value = response.json().await.expect("poll");
+    assert_eq!(seqs(&polled), [1]);
+    let response = send(gateway.anonymous(
+        reqwest::Method::GET,
+        &format!("/pages/shared/state?token={token}"),
+    ))
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::POST, "/pages/shared/events")
+            .bearer_auth(&token)
+            .json(&json!({"component": "text-component-a", "kind": "click"})),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    // Not another page, not the AI's side.
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::GET, "/pages/private/poll")
+            .bearer_auth(&token),
+    )
+    .await;
+    let body = problem(response, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(fields(&body), ["token"]);
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::GET, "/pages/shared/input")
+            .bearer_auth(&token),
+    )
+    .await;
+    problem(response, StatusCode::UNAUTHORIZED).await;
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::GET, "/pages/shared/poll")
+            .bearer_auth("apt_not-a-real-token"),
+    )
+    .await;
+    problem(response, StatusCode::UNAUTHORIZED).await;
+
+    // Revoked: refused from then on. Only the token's digest was ever stored.
+    let response = send(gateway.ai(
+        reqwest::Method::DELETE,
+        &format!("/pages/shared/tokens/{id}"),
+    ))
+    .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = send(
+        gateway
+            .anonymous(reqwest::Method::GET, "/pages/shared/poll")
+            .bearer_auth(&token),
+    )
+    .await;
+    problem(response, StatusCode::UNAUTHORIZED).await;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM page_tokens WHERE position(convert_to($1, 'UTF8') IN token_sha256) > 0",
+    )
+    .bind(&token)
+    .fetch_one(&gateway.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(stored, 0);
+
+    // Lifetimes out of range and unknown pages are refused.
+    let response = send(
+        gateway
+            .ai(reqwest::Method::POST, "/pages/shared/tokens")
+            .json(&json!({"ttlSecs": 5})),
+    )
+    .await;
+    let body = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(fields(&body), ["/ttlSecs"]);
+    let response = send(
+        gateway
+            .ai(reqwest::Method::POST, "/pages/nowhere/tokens")
+            .json(&json!({})),
+    )
+    .await;
+    problem(response, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn blobs_are_stored_once_found_by_kind_name_and_tag_and_read_back() {
+    let gateway = start().await;
+    let store = |query: &str, content_type: &str, body: &'static str| {
+        gateway
+            .ai(reqwest::Method::POST, &format!("/blobs?{query}"))
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let response = send(store(
+        "kind=html&name=report%2Fintro.html&tags=report,draft",
+        "text/html",
+        "<h1>Intro</h1>",
+    ))
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let html: Value = response.json().await.expect("blob");
+    assert_eq!(html["kind"], "html");
+    assert_eq!(html["name"], "report/intro.html");
+    assert_eq!(html["size"], 14);
+
+    // The same content under the same kind, name and type is the same entry, tags merged.
+    let again: Value = send(store(
+        "kind=html&name=report%2Fintro.html&tags=final",
+        "text/html",
+        "<h1>Intro</h1>",
+    ))
+    .await
+    .json()
+    .await
+    .expect("blob");
+    assert_eq!(again["id"], html["id"]);
+    assert_eq!(again["tags"], json!(["draft", "final", "report"]));
+    send(store(
+        "kind=layout&name=grid",
+        "application/json",
+        "{\"rows\":2}",
+    ))
+    .await;
+
+    let listed: Value = send(gateway.ai(reqwest::Method::GET, "/blobs?tags=report"))
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(listed["items"].as_array().expect("items").len(), 1);
+    let listed: Value = send(gateway.ai(reqwest::Method::GET, "/blobs?name=report%2F"))
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(listed["items"][0]["id"], html["id"]);
+    let first: Value = send(gateway.ai(reqwest::Method::GET, "/blobs?limit=1"))
+        .await
+        .json()
+        .await
+        .expect("list");
+    assert_eq!(first["items"].as_array().expect("items").len(), 1);
+    let cursor = first["nextCursor"].as_str().expect("a next page");
+    let second: Value = send(gateway.ai(
+        reqwest::Method::GET,
+        &format!("/blobs?limit=1&cursor={cursor}"),
+    ))
+    .await
+    .json()
+    .await
+    .expect("list");
+    assert_ne!(second["items"][0]["id"], first["items"][0]["id"]);
+    assert_eq!(second["nextCursor"], Value::Null);
+
+    let id = html["id"].as_str().expect("id");
+    let meta: Value = send(gateway.ai(reqwest::Method::GET, &format!("/blobs/{id}")))
+        .await
+        .json()
+        .await
+        .expect("meta");
+    assert_eq!(meta["sha256"], html["sha256"]);
+    let response = send(gateway.ai(reqwest::Method::GET, &format!("/blobs/{id}/content"))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().expect("type"),
+        "text/html"
+    );
+    assert_eq!(response.text().await.expect("text"), "<h1>Intro</h1>");
+
+    // Bad input names what is wrong and stores nothing.
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+        .fetch_one(&gateway.db.pool)
+        .await
+        .expect("count");
+    let body = problem(
+        send(store("name=x", "text/plain", "x")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(fields(&body), ["kind"]);
+    let body = problem(
+        send(store("kind=spreadsheet", "text/plain", "x")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(fields(&body), ["kind"]);
+    problem(
+        send(store("kind=other", "not a media type", "x")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let body = problem(
+        send(gateway.ai(reqwest::Method::GET, "/blobs?limit=5000")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(fields(&body), ["limit"]);
+    problem(
+        send(gateway.ai(
+            reqwest::Method::GET,
+            "/blobs/0190a5d2-0000-7000-8000-000000000001",
+        ))
+        .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+        .fetch_one(&gateway.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(after, before);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limits_are_refused_and_leave_nothing_behind() {
+    let gateway = common::start_with(
+        common::Backends::Embedded,
+        &[
+            ("GATEWAY_DIRECTIVE_LIMIT", "4096".to_owned()),
+            ("GATEWAY_BLOB_LIMIT", "8192".to_owned()),
+        ],
+    )
+    .await;
+    gateway.create_page("limits").await;
+
+    // A directive body over GATEWAY_DIRECTIVE_LIMIT (but within the request body limit).
+    let text = "x".repeat(6000);
+    let response = gateway
+        .send_message(
+            "limits",
+            "text-component-a",
+            "text.set",
+            json!({"text": text}),
+        )
+        .await;
+    let body = problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("POST /blobs"),
+        "{body}"
+    );
+    // A request body far over the route's limit is cut off before it is read.
+    let response = gateway
+        .send_message(
+            "limits",
+            "text-component-a",
+            "text.set",
+            json!({"text": "y".repeat(200_000)}),
+        )
+        .await;
+    problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    // A blob over GATEWAY_BLOB_LIMIT, streamed in.
+    let response = send(
+        gateway
+            .ai(reqwest::Method::POST, "/blobs?kind=dataset")
+            .header("content-type", "text/csv")
+            .body("z".repeat(10_000)),
+    )
+    .await;
+    problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+
+    assert_eq!(gateway.message_count().await, 0);
+    let blobs: i64 = sqlx::query_scalar("SELECT count(*) FROM blobs")
+        .fetch_one(&gateway.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(blobs, 0);
 }

@@ -27,7 +27,7 @@ const ENVELOPE_OVERHEAD: usize = 64 * 1024;
 const BLOB_CONTENT_TYPE: &str = "application/json";
 
 pub fn ai_router(gateway: Gateway) -> OpenApiRouter {
-    let body_limit = gateway.limits.blob.saturating_add(ENVELOPE_OVERHEAD);
+    let body_limit = gateway.limits.directive.saturating_add(ENVELOPE_OVERHEAD);
     let send = OpenApiRouter::new()
         .routes(routes!(post_message))
         .layer(DefaultBodyLimit::max(body_limit));
@@ -58,6 +58,10 @@ pub struct MessageIn {
     /// W3C trace context to keep with the message.
     #[serde(default)]
     pub traceparent: Option<String>,
+    /// A UUIDv7 the sender chose, so a retried send is refused (409) instead of stored
+    /// twice; one is generated when absent.
+    #[serde(default)]
+    pub id: Option<Uuid>,
 }
 
 /// Checks `to`, the directive and the body, stores a large body as a blob and appends the
@@ -70,7 +74,7 @@ pub struct MessageIn {
         (status = 201, description = "Appended; bodies over GATEWAY_INLINE_LIMIT travel as a blob reference", body = Envelope),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such page", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds GATEWAY_BLOB_LIMIT", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds GATEWAY_DIRECTIVE_LIMIT", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown address, directive the address does not accept, or a body against the directive's schema; errors name the fields", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn post_message(
@@ -102,11 +106,12 @@ impl Gateway {
         self.require_page(&page).await?;
 
         let encoded = serde_json::to_vec(&input.body).map_err(Problem::internal)?;
-        if encoded.len() > self.limits.blob {
+        if encoded.len() > self.limits.directive {
             return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE).detail(format!(
-                "The body is {} bytes; the limit is {} bytes.",
+                "The body is {} bytes; the limit is {} bytes. Upload large data with \
+                 POST /blobs and refer to it by id.",
                 encoded.len(),
-                self.limits.blob
+                self.limits.directive
             )));
         }
         let body = if encoded.len() > self.limits.inline && input.directive != REMOVE_DIRECTIVE {
@@ -127,7 +132,7 @@ impl Gateway {
             Body::Inline(input.body)
         };
         let message = NewMessage {
-            id: Uuid::now_v7(),
+            id: input.id.unwrap_or_else(Uuid::now_v7),
             page,
             to,
             from: "ai".into(),

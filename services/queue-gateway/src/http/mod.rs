@@ -3,6 +3,7 @@
 //! (Basic Auth, an internal key, or the page's sharing token): `GET /pages/{page}/poll`,
 //! `GET /pages/{page}/state`, `POST /pages/{page}/events`, `GET /pages/{page}/blobs/{id}`, and
 //! the Server-Sent Events `GET /pages/{page}/stream`.
+//! [`router`] also mounts the same AI operations as MCP tools at `/mcp` ([`crate::mcp`]).
 
 pub mod blobs;
 pub mod events;
@@ -32,7 +33,9 @@ use crate::pages::{PageError, PageLog};
 pub struct Limits {
     /// Bodies up to this many bytes of JSON travel inline.
     pub inline: usize,
-    /// Largest directive body accepted.
+    /// Largest directive body accepted on a send.
+    pub directive: usize,
+    /// Largest blob stored.
     pub blob: usize,
     /// Longest browser poll, kept below the request timeout so a poll answers before it.
     pub poll_wait: Duration,
@@ -47,6 +50,7 @@ impl Limits {
     pub fn from_config(config: &GatewayConfig) -> Self {
         Self {
             inline: config.gateway_inline_limit,
+            directive: config.gateway_directive_limit,
             blob: config.gateway_blob_limit,
             poll_wait: MAX_POLL_WAIT
                 .min(config.server.request_timeout.saturating_sub(TIMEOUT_MARGIN)),
@@ -85,6 +89,10 @@ impl Gateway {
         }
     }
 
+    pub(crate) fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     /// The queue that carries a page's browser input to the AI; created with the page.
     async fn input_queue(&self, page: &PageId, create: bool) -> Result<QueueRef, Problem> {
         let name = input_queue_name(page);
@@ -100,6 +108,11 @@ impl Gateway {
             }
         };
         opened.map_err(bus_problem)
+    }
+
+    /// Cancelled when the server shuts down.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// 404 unless the page exists.
@@ -133,8 +146,11 @@ pub fn router(gateway: Gateway) -> OpenApiRouter {
         .merge(events::browser_router(gateway.clone()))
         .merge(blobs::browser_router(gateway.clone()))
         .merge(stream::browser_router(gateway.clone()))
-        .route_layer(from_fn_with_state(gateway, share::require_page_access));
-    ai.merge(browser)
+        .route_layer(from_fn_with_state(
+            gateway.clone(),
+            share::require_page_access,
+        ));
+    ai.merge(browser).merge(crate::mcp::router(gateway))
 }
 
 /// The page id of a path, or a 404 that says why it cannot be one.
@@ -154,6 +170,7 @@ pub(crate) fn page_problem(error: PageError) -> Problem {
         }
         PageError::DuplicateId(id) => {
             Problem::conflict(format!("Message {id} is already in a page's log."))
+                .kind("duplicate-message")
         }
         other => Problem::internal(other),
     }
