@@ -1,5 +1,6 @@
 //! The gateway's figures on this machine, printed, not asserted, for each set of backends:
-//! - AI send → browser receive (a browser long-polling the page), p50/p99/max,
+//! - AI send → browser receive (a browser long-polling the page), p50/p99/max, for a send over
+//!   HTTP and for a directive put on the bus queue the gateway consumes,
 //! - browser input → AI receive (the AI long-polling the page's input), p50/p99/max,
 //! - 1,000 browsers long-polling one page at once: all held, then one send fanned out to all
 //!   (time until the last browser has it) and the gateway's memory while they wait,
@@ -168,6 +169,45 @@ async fn ai_to_browser(gateway: &Gateway, page: &'static str, rounds: usize) -> 
     Ok(latencies)
 }
 
+/// AI directive put on the bus queue → browser receive, one at a time: the path of an AI that
+/// sends through `GATEWAY_DIRECTIVE_QUEUE` instead of HTTP.
+async fn queue_to_browser(
+    gateway: &Gateway,
+    bus: &autonoma_bus::Bus,
+    rounds: usize,
+) -> Result<Vec<f64>> {
+    let page = "latency-queue";
+    gateway.create_page(page).await?;
+    let queue = bus.open_queue("page-directives").await?;
+    let attributes = std::collections::BTreeMap::new();
+    let mut after = 0i64;
+    let mut latencies = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let poll = gateway
+            .browser(
+                reqwest::Method::GET,
+                &format!("/pages/{page}/poll?after={after}&wait=20"),
+            )
+            .send();
+        let poll = tokio::spawn(poll);
+        // Let the poll reach its wait before the directive goes out.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let directive = json!({"page": page, "to": "text-component-answer",
+            "directive": "text.set", "body": {"text": format!("answer {round}")}});
+        let sent = Instant::now();
+        bus.send(&queue, &directive.to_string(), &attributes)
+            .await?;
+        let body: Value = poll.await??.json().await?;
+        let at = Instant::now();
+        after = body["next"].as_i64().context("next")?;
+        if after != round as i64 {
+            bail!("expected seq {round}, got {after}");
+        }
+        latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+    }
+    Ok(latencies)
+}
+
 /// Browser input → AI receive, one event at a time, with the AI always long-polling.
 async fn browser_to_ai(gateway: &Gateway, rounds: usize) -> Result<Vec<f64>> {
     let page = "latency-in";
@@ -322,7 +362,12 @@ async fn dataset(gateway: &Gateway, megabytes: usize) -> Result<()> {
     Ok(())
 }
 
-async fn run(label: &str, bin: &Path, env: Vec<(&'static str, String)>) -> Result<()> {
+async fn run(
+    label: &str,
+    bin: &Path,
+    env: Vec<(&'static str, String)>,
+    bus: autonoma_bus::Bus,
+) -> Result<()> {
     let rounds = size("BENCH_ROUNDS", 500);
     let browsers = size("BENCH_BROWSERS", 1000);
     let megabytes = size("BENCH_DATASET_MB", 50);
@@ -335,13 +380,34 @@ async fn run(label: &str, bin: &Path, env: Vec<(&'static str, String)>) -> Resul
         ai_to_browser(&gateway, "latency-out", rounds).await?,
     );
     summary(
+        "AI via the bus queue → browser",
+        queue_to_browser(&gateway, &bus, rounds).await?,
+    );
+    summary(
         "browser input → AI receive",
         browser_to_ai(&gateway, rounds).await?,
     );
-    crowd(&gateway, browsers).await?;
+    // Before the crowd, so the peak it leaves does not hide the dataset's.
     dataset(&gateway, megabytes).await?;
+    crowd(&gateway, browsers).await?;
     gateway.process.terminate()?;
     Ok(())
+}
+
+/// A bus client like the AI's, on the gateway's database or the SQS endpoint.
+async fn connect_bus(
+    backend: &str,
+    db: &autonoma_testkit::TestDb,
+    endpoint: Option<&str>,
+) -> Result<autonoma_bus::Bus> {
+    let config: autonoma_bus::BusConfig = serde_json::from_value(json!({"BUS_BACKEND": backend}))?;
+    let aws: autonoma_aws::AwsConfig = serde_json::from_value(json!({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }))?;
+    Ok(autonoma_bus::Bus::connect(&config, Some(&db.pool), Some(&aws)).await?)
 }
 
 #[tokio::main]
@@ -360,7 +426,8 @@ async fn main() -> Result<()> {
             ("LOG_LEVEL", "warn".to_owned()),
         ]
     };
-    run("Postgres queue + blob directory", bin, base(&db.url)).await?;
+    let bus = connect_bus("postgres", &db, None).await?;
+    run("Postgres queue + blob directory", bin, base(&db.url), bus).await?;
 
     match std::env::var("TEST_SQS_ENDPOINT") {
         Ok(endpoint) if !endpoint.trim().is_empty() => {
@@ -378,7 +445,8 @@ async fn main() -> Result<()> {
                 ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
                 ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
             ]);
-            run(&format!("SQS + S3 at {endpoint}"), bin, env).await?;
+            let bus = connect_bus("sqs", &db, Some(endpoint.trim())).await?;
+            run(&format!("SQS + S3 at {endpoint}"), bin, env, bus).await?;
         }
         _ => println!(
             "\nSQS + S3: not run; set TEST_SQS_ENDPOINT to a moto server \
