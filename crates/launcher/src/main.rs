@@ -1,6 +1,7 @@
 //! `autonoma`: run the whole stack locally, run every test, apply migrations.
 
 mod envfile;
+mod podman;
 mod services;
 mod stack;
 mod testrun;

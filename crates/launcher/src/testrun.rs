@@ -5,6 +5,9 @@
 //! --workspace` (or `cargo test` where nextest is missing; `-p NAME` arguments narrow it to
 //! those packages) with their addresses in the environment, stops them, and exits with the
 //! test run's code. `TEST_MCP_PYTHON` tells the MCP tests which Python has the MCP client.
+//! Where `podman` is installed and `TEST_DOCKER_HOST` is not set, a Podman service on a socket
+//! of the scratch directory is the container engine the tests get as `TEST_DOCKER_HOST`, with
+//! the image [`podman::BASE_TEST_IMAGE`] built in it.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use autonoma_localpg::{Cluster, ClusterOptions, PgBinaries};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
+use crate::podman::{self, Podman};
 use crate::workspace;
 
 const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -38,6 +42,29 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             let moto = Moto::start(scratch.path()).await?;
             println!("autonoma test: moto (SQS) on {}", moto.endpoint);
             Some(moto)
+        }
+    };
+
+    let podman = match (std::env::var_os("TEST_DOCKER_HOST"), Podman::locate()) {
+        (Some(_), _) => None,
+        (None, Some(bin)) => {
+            let podman = Podman::start(bin, scratch.path()).await?;
+            println!(
+                "autonoma test: podman (Docker API) on {} (image {} built in {:.1}s, service up in {:.1}s)",
+                podman.docker_host,
+                podman::BASE_TEST_IMAGE,
+                podman.image_build.as_secs_f64(),
+                podman.startup.as_secs_f64(),
+            );
+            Some(podman)
+        }
+        (None, None) => {
+            println!(
+                "autonoma test: podman not found, so the container tests have no engine \
+                 (TEST_DOCKER_HOST). Install it with\n\n    {}\n",
+                podman::INSTALL_HINT
+            );
+            None
         }
     };
 
@@ -82,6 +109,9 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
     }
+    if let Some(podman) = &podman {
+        command.env("TEST_DOCKER_HOST", &podman.docker_host);
+    }
     if std::env::var_os("TEST_MCP_PYTHON").is_none() {
         command.env("TEST_MCP_PYTHON", venv_python());
     }
@@ -92,6 +122,9 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(moto) = moto {
         moto.stop().await;
+    }
+    if let Some(podman) = podman {
+        podman.stop().await;
     }
     let status = status?;
     Ok(match status.code() {
