@@ -7,6 +7,8 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod extract;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod metrics;
 pub mod problem;
 pub mod server;

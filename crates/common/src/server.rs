@@ -9,7 +9,7 @@
 //! - Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up
 //!   to `SHUTDOWN_GRACE`, then exit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -57,6 +58,17 @@ struct Ops {
     metrics: Metrics,
     shutdown: CancellationToken,
     openapi: Arc<serde_json::Value>,
+    checks: Arc<Vec<ReadyCheck>>,
+}
+
+/// A dependency beside the database that `/health/ready` asks about: `Ok` with a short
+/// description when usable, `Err` with the reason when not.
+type CheckFn = dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync;
+
+#[derive(Clone)]
+struct ReadyCheck {
+    name: &'static str,
+    check: Arc<CheckFn>,
 }
 
 /// Collects what a service serves, then binds.
@@ -69,6 +81,7 @@ pub struct ServerBuilder {
     routes: OpenApiRouter,
     metrics: Metrics,
     shutdown: CancellationToken,
+    checks: Vec<ReadyCheck>,
 }
 
 impl ServerBuilder {
@@ -82,7 +95,22 @@ impl ServerBuilder {
             routes: OpenApiRouter::new(),
             metrics: Metrics::new(C::SERVICE),
             shutdown: CancellationToken::new(),
+            checks: Vec::new(),
         }
+    }
+
+    /// Another dependency `/health/ready` reports under `name` (the service is unready while it
+    /// fails, with its reason); each check gets 2 s.
+    pub fn ready_check<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, String>> + Send + 'static,
+    {
+        self.checks.push(ReadyCheck {
+            name,
+            check: Arc::new(move || Box::pin(check())),
+        });
+        self
     }
 
     /// The pool whose health `/health/ready` reports.
@@ -131,6 +159,7 @@ impl ServerBuilder {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             openapi: Arc::new(openapi_json),
+            checks: Arc::new(self.checks),
         };
         // Layers run outermost last-added: ids and the trace span first, so every log line and
         // metric of the request carries them; error normalisation sees every error below it.
@@ -315,6 +344,9 @@ pub struct ReadyOut {
     pub status: String,
     /// `ok`, `unreachable: …` or `not used`.
     pub database: String,
+    /// The service's other dependencies, each with what it reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, String>,
 }
 
 /// Readiness: the database answers and the service is not shutting down.
@@ -347,9 +379,26 @@ async fn get_ready(State(ops): State<Ops>) -> Result<Json<ReadyOut>, Problem> {
             }
         }
     };
+    let mut checks = BTreeMap::new();
+    for ReadyCheck { name, check } in ops.checks.iter() {
+        let reason = match tokio::time::timeout(Duration::from_secs(2), check()).await {
+            Ok(Ok(detail)) => {
+                checks.insert((*name).to_owned(), detail);
+                continue;
+            }
+            Ok(Err(reason)) => reason,
+            Err(_) => "no answer within 2s".to_owned(),
+        };
+        return Err(
+            Problem::unavailable(format!("The {name} is unavailable: {reason}"))
+                .kind("dependency-unavailable")
+                .extension("dependency", *name),
+        );
+    }
     Ok(Json(ReadyOut {
         status: "ready".into(),
         database,
+        checks,
     }))
 }
 

@@ -31,3 +31,20 @@ pub fn sqs_endpoint() -> String {
         ),
     }
 }
+
+/// The image `cargo autonoma test` builds in its container engine: static busybox (`sh`,
+/// `httpd`, `nc`, `setsid`, …), user `sandbox` (1000:1000), working directory `/workspace`.
+pub const SANDBOX_TEST_IMAGE: &str = "localhost/autonoma-sandbox-base:test";
+
+/// The Docker API of this test run's container engine (`TEST_DOCKER_HOST`, Podman's service
+/// that `cargo autonoma test` starts). Panics with instructions when it is not set.
+pub fn docker_host() -> String {
+    match std::env::var("TEST_DOCKER_HOST") {
+        Ok(host) if !host.trim().is_empty() => host.trim().to_owned(),
+        _ => panic!(
+            "TEST_DOCKER_HOST is not set: run the tests with `cargo autonoma test`, which starts \
+             a Podman service when podman is installed (`apt-get install -y podman runc \
+             busybox-static`), or point TEST_DOCKER_HOST at a Docker API (unix:///…)"
+        ),
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use autonoma_testkit::SANDBOX_TEST_IMAGE;
 use bollard::Docker;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
@@ -13,18 +14,10 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 
-/// Built by `cargo autonoma test` in the engine it starts.
-const BASE_TEST_IMAGE: &str = "localhost/autonoma-sandbox-base:test";
 const SANDBOX_UID: u32 = 1000;
 
 fn docker() -> Docker {
-    let host = std::env::var("TEST_DOCKER_HOST").unwrap_or_else(|_| {
-        panic!(
-            "TEST_DOCKER_HOST is not set: run the tests with `cargo autonoma test`, which starts \
-             a Podman service when podman is installed (`apt-get install -y podman runc \
-             busybox-static`), or point TEST_DOCKER_HOST at a Docker API (unix:///…)"
-        )
-    });
+    let host = autonoma_testkit::docker_host();
     Docker::connect_with_unix(&host, 120, bollard::API_DEFAULT_VERSION)
         .unwrap_or_else(|err| panic!("connecting to {host}: {err}"))
 }
@@ -60,7 +53,7 @@ async fn a_hardened_container_runs_a_command_in_a_bind_mounted_workspace() {
         ..Default::default()
     };
     let config = ContainerCreateBody {
-        image: Some(BASE_TEST_IMAGE.to_owned()),
+        image: Some(SANDBOX_TEST_IMAGE.to_owned()),
         cmd: Some(vec!["sleep".to_owned(), "300".to_owned()]),
         user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
         working_dir: Some("/workspace".to_owned()),
@@ -75,7 +68,7 @@ async fn a_hardened_container_runs_a_command_in_a_bind_mounted_workspace() {
         .await
         .unwrap_or_else(|err| {
             panic!(
-                "creating a container from {BASE_TEST_IMAGE} (`cargo autonoma test` builds it): \
+                "creating a container from {SANDBOX_TEST_IMAGE} (`cargo autonoma test` builds it): \
                  {err}"
             )
         });

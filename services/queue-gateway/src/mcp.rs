@@ -9,26 +9,24 @@ use std::time::Duration;
 use autonoma_blobs::{BlobKind, NewBlob};
 use autonoma_common::Problem;
 use autonoma_common::auth::require_internal_key_or_bearer;
+use autonoma_common::mcp::{Args, input_schema, invalid, problem_result, tool_result};
 use autonoma_common::problem::FieldError;
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use rmcp::handler::server::common::{FromContextPart, schema_for_input};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, JsonObject, ProgressNotificationParam,
-    ProgressToken, ServerCapabilities, ServerConfig,
+    CallToolResult, ContentBlock, Implementation, ProgressNotificationParam, ProgressToken,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -87,59 +85,6 @@ pub fn router(gateway: Gateway) -> OpenApiRouter {
 pub struct GatewayTools {
     gateway: Gateway,
     tool_router: ToolRouter<Self>,
-}
-
-/// A tool's arguments, or the problem naming the argument that is wrong: a bad call is a tool
-/// error the model can correct, not a protocol error.
-struct Args<T>(Result<T, Problem>);
-
-impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Args<T> {
-    fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
-        let arguments = context.arguments.take().unwrap_or_default();
-        let parsed = serde_json::to_vec(&arguments)
-            .map_err(Problem::internal)
-            .and_then(|bytes| autonoma_common::extract::parse_json(&bytes))
-            .map_err(|mut problem| {
-                if problem.status == StatusCode::UNPROCESSABLE_ENTITY.as_u16() {
-                    problem.detail = Some("The tool's arguments are not valid.".into());
-                }
-                problem
-            });
-        Ok(Self(parsed))
-    }
-}
-
-/// A tool's input schema, from its arguments type. The types are fixed at build time (as with
-/// rmcp's own `Parameters`, a type without an object schema is a bug the tool listing test
-/// catches, not an input error).
-fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    schema_for_input::<T>().unwrap_or_else(|e| panic!("tool input schema: {e}"))
-}
-
-/// The operation's result as structured content (and its JSON as text), or its problem as an
-/// error result.
-fn tool_result<T: serde::Serialize>(result: Result<T, Problem>) -> CallToolResult {
-    match result.and_then(|out| serde_json::to_value(out).map_err(Problem::internal)) {
-        Ok(value) => CallToolResult::structured(value),
-        Err(problem) => problem_result(&problem),
-    }
-}
-
-fn problem_result(problem: &Problem) -> CallToolResult {
-    let value = serde_json::to_value(problem).unwrap_or_else(
-        |_| json!({"status": problem.status, "title": problem.title, "detail": problem.detail}),
-    );
-    CallToolResult::structured_error(value)
-}
-
-fn invalid(detail: &str, field: &str, message: impl Into<String>) -> Problem {
-    Problem::validation(
-        detail,
-        [FieldError {
-            field: field.into(),
-            message: message.into(),
-        }],
-    )
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    autonoma_common::run_service(sandbox::build)
+}

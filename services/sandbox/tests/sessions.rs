@@ -1,0 +1,348 @@
+//! A session's whole life against the real engine: create, write, run, serve, preview, watch
+//! the log, stop, delete; the preview carrying a WebSocket; the cap on sessions; the reaper.
+
+mod common;
+
+use std::time::Duration;
+
+use autonoma_common::auth::encode_basic;
+use common::{PASS, USER, container_exists, start, start_with};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn a_session_is_written_run_served_watched_and_deleted() {
+    let (_env, service) = start().await;
+    let (status, created) = service
+        .post("/api/sessions", json!({"template": "static"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["sessionId"].as_str().expect("sessionId").to_owned();
+    assert!(
+        created["previewUrl"]
+            .as_str()
+            .is_some_and(|url| url.ends_with(&format!("/api/sessions/{id}/preview/proxy/"))),
+        "{created}"
+    );
+
+    let state = service.state(&id).await;
+    assert_eq!(state["status"], "ready", "{state}");
+    assert_eq!(state["template"], "static");
+    assert_eq!(state["snapshot"]["framework"], "static", "{state}");
+    let container = state["container"]["id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    assert!(container_exists(&container).await);
+    assert_eq!(
+        state["resources"]["memoryLimit"],
+        256 * 1024 * 1024,
+        "{state}"
+    );
+
+    // The log stream, opened before anything runs, with browser-style credentials.
+    let mut request = service
+        .url(&format!(
+            "/api/sessions/{id}/logs?auth={}",
+            encode_basic(USER, PASS)
+        ))
+        .replace("http://", "ws://")
+        .into_client_request()
+        .expect("ws request");
+    request.headers_mut().remove("authorization");
+    let (mut logs, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("opening the log stream");
+
+    let written = service
+        .write(&id, "site/hello.txt", "hello, sandbox\n")
+        .await;
+    assert_eq!(written["created"], true, "{written}");
+    let (status, listing) = service
+        .get(&format!("/api/sessions/{id}/fs/list?path=site"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listing}");
+    assert_eq!(
+        listing["entries"],
+        json!([{"name": "hello.txt", "path": "site/hello.txt", "type": "file", "size": 15}])
+    );
+    let (status, file) = service
+        .get(&format!("/api/sessions/{id}/fs/read?path=site/hello.txt"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!(file["content"], "hello, sandbox\n");
+
+    let out = service
+        .exec_with(
+            &id,
+            json!({"cmd": "cat hello.txt; echo oops >&2; id -u; exit 3", "cwd": "site"}),
+        )
+        .await;
+    assert_eq!(out["exitCode"], 3, "{out}");
+    assert_eq!(out["stdout"], "hello, sandbox\n1000\n", "{out}");
+    assert_eq!(out["stderr"], "oops\n", "{out}");
+    assert_eq!(out["timedOut"], false);
+
+    let (status, dev) = service
+        .post(
+            &format!("/api/sessions/{id}/dev/start"),
+            json!({"cmd": "httpd -f -v -p 8080 -h /workspace", "port": 8080}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dev}");
+    let page = service.preview_when_up(&id, "/site/hello.txt").await;
+    assert_eq!(page, "hello, sandbox\n");
+    let index = service.preview_when_up(&id, "/").await;
+    assert!(index.contains("Hello from the sandbox"), "{index}");
+    let state = service.state(&id).await;
+    assert_eq!(state["container"]["port"], 8080, "{state}");
+    assert_eq!(state["dev"]["running"], true, "{state}");
+
+    let (status, fetched) = service
+        .post(
+            &format!("/api/sessions/{id}/http/fetch"),
+            json!({"url": "http://localhost:8080/site/hello.txt"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fetched}");
+    assert_eq!(fetched["status"], 200);
+    assert_eq!(fetched["body"], "hello, sandbox\n");
+    let (status, refused) = service
+        .post(
+            &format!("/api/sessions/{id}/http/fetch"),
+            json!({"url": "http://example.com/"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "/url", "{refused}");
+
+    // The stream carried the command's output, the dev server's request log and the tools.
+    let mut seen: Vec<Value> = Vec::new();
+    let wanted = |seen: &[Value]| {
+        let has = |stream: &str, text: &str| {
+            seen.iter().any(|l| {
+                l["stream"] == stream && l["line"].as_str().is_some_and(|s| s.contains(text))
+            })
+        };
+        has("stdout", "hello, sandbox")
+            && has("stderr", "oops")
+            && has("stderr", "response:200")
+            && has("tool", "exec")
+            && has("tool", "dev_start")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !wanted(&seen) {
+        let frame = tokio::time::timeout_at(deadline, logs.next())
+            .await
+            .unwrap_or_else(|_| panic!("log lines missing; got {seen:#?}"))
+            .expect("stream open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            seen.push(serde_json::from_str(&text).expect("JSON line"));
+        }
+    }
+    assert!(
+        seen.iter()
+            .all(|l| l["ts"].is_string() && l["seq"].is_u64())
+    );
+
+    let (status, stopped) = service
+        .post(&format!("/api/sessions/{id}/dev/stop"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    assert_eq!(stopped["ok"], true);
+    let (status, body) = service
+        .get(&format!("/api/sessions/{id}/preview/proxy/"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(
+        body["type"].as_str().map(|t| t.ends_with("no-dev-server")),
+        Some(true),
+        "{body}"
+    );
+
+    let (status, calls) = service.get(&format!("/api/sessions/{id}/tool-calls")).await;
+    assert_eq!(status, StatusCode::OK, "{calls}");
+    let tools: Vec<&str> = calls
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter_map(|c| c["tool"].as_str())
+        .collect();
+    for tool in [
+        "fs_write",
+        "fs_list",
+        "fs_read",
+        "exec",
+        "dev_start",
+        "http_fetch",
+        "dev_stop",
+    ] {
+        assert!(tools.contains(&tool), "{tool} not recorded: {calls}");
+    }
+    let exec = calls
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["tool"] == "exec"))
+        .expect("exec call");
+    assert_eq!(exec["via"], "http");
+    assert_eq!(exec["ok"], true);
+    assert_eq!(exec["summary"], "exit 3", "{exec}");
+
+    assert_eq!(
+        service.delete(&format!("/api/sessions/{id}")).await,
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        !container_exists(&container).await,
+        "the container outlived its session"
+    );
+    let state = service.state(&id).await;
+    assert_eq!(state["status"], "deleted", "{state}");
+    let (status, gone) = service.get(&format!("/api/sessions/{id}/fs/list")).await;
+    assert_eq!(status, StatusCode::GONE, "{gone}");
+    // The log stream ends with the session.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(frame)) = logs.next().await {
+            if matches!(frame, Message::Close(_)) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the log stream stayed open after the delete"
+    );
+}
+
+/// A WebSocket server in the container, reached through the preview proxy: busybox `nc`
+/// hands each connection to a script that answers the handshake, sends `hello`, waits for
+/// the client's frame and sends `bye`.
+const WS_SERVER: &str = r#"#!/bin/sh
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  case "$line" in
+    [Ss]ec-[Ww]eb[Ss]ocket-[Kk]ey:*) key=$(printf '%s' "${line#*:}" | tr -d ' ') ;;
+  esac
+done
+hex=$(printf '%s' "${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11" | sha1sum | cut -d' ' -f1)
+accept=$(printf "$(printf '%s' "$hex" | sed 's/../\\x&/g')" | base64)
+printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n' "$accept"
+printf '\201\005hello'
+head -c 2 > /dev/null
+printf '\201\003bye'
+sleep 1
+"#;
+
+#[tokio::test]
+async fn a_websocket_goes_through_the_preview() {
+    let (_env, service) = start().await;
+    let id = service.create("empty").await;
+    service.write(&id, "ws.sh", WS_SERVER).await;
+    let out = service.exec(&id, "chmod +x ws.sh").await;
+    assert_eq!(out["exitCode"], 0, "{out}");
+    let (status, dev) = service
+        .post(
+            &format!("/api/sessions/{id}/dev/start"),
+            json!({"cmd": "nc -ll -p 9000 -e /workspace/ws.sh", "port": 9000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dev}");
+
+    let url = service
+        .url(&format!(
+            "/api/sessions/{id}/preview/proxy/socket?auth={}",
+            encode_basic(USER, PASS)
+        ))
+        .replace("http://", "ws://");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut socket = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((socket, response)) => {
+                assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+                break socket;
+            }
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no WebSocket through the preview within 15 s: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let first = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("frame");
+    assert_eq!(first, Message::text("hello"));
+    socket
+        .send(Message::text("hi from the browser"))
+        .await
+        .expect("sending");
+    let second = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("frame");
+    assert_eq!(second, Message::text("bye"));
+}
+
+#[tokio::test]
+async fn sessions_beyond_the_cap_are_refused_with_429() {
+    let (_env, service) = start_with(&[("SANDBOX_MAX_SESSIONS", "1")]).await;
+    let first = service.create("empty").await;
+    let (status, problem) = service.post("/api/sessions", json!({})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("too-many-sessions")),
+        "{problem}"
+    );
+    assert_eq!(problem["limit"], 1);
+    let (status, problem) = service
+        .post("/api/sessions", json!({"template": "nextjs"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "/template", "{problem}");
+    assert_eq!(
+        service.delete(&format!("/api/sessions/{first}")).await,
+        StatusCode::NO_CONTENT
+    );
+    service.create("empty").await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_reaped() {
+    let (_env, service) = start_with(&[("SANDBOX_IDLE_TIMEOUT", "2s")]).await;
+    let id = service.create("empty").await;
+    let container = service.state(&id).await["container"]["id"]
+        .as_str()
+        .expect("container")
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = service.state(&id).await;
+        if state["status"] == "deleted" {
+            assert!(
+                state["statusReason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("idle for")),
+                "{state}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reaped: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(!container_exists(&container).await);
+}
