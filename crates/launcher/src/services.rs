@@ -13,6 +13,10 @@ pub struct ServiceSpec {
     pub agent: bool,
     /// Stores blobs: gets `BLOB_DIR` under the stack's state directory.
     pub blobs: bool,
+    /// Runs sessions in the container engine (`DOCKER_HOST`, inherited): gets
+    /// `SANDBOX_WORKSPACE_DIR` under the state directory and a request timeout that fits its
+    /// longest command.
+    pub sandbox: bool,
 }
 
 /// Started one after the other, each once the previous answers `/health`: logging first so
@@ -24,6 +28,7 @@ pub const SERVICES: &[ServiceSpec] = &[
         database: true,
         agent: false,
         blobs: false,
+        sandbox: false,
     },
     ServiceSpec {
         name: "orchestrator",
@@ -31,6 +36,7 @@ pub const SERVICES: &[ServiceSpec] = &[
         database: true,
         agent: false,
         blobs: false,
+        sandbox: false,
     },
     ServiceSpec {
         name: "echo-agent",
@@ -38,6 +44,7 @@ pub const SERVICES: &[ServiceSpec] = &[
         database: false,
         agent: true,
         blobs: false,
+        sandbox: false,
     },
     ServiceSpec {
         name: "queue-gateway",
@@ -45,6 +52,15 @@ pub const SERVICES: &[ServiceSpec] = &[
         database: true,
         agent: false,
         blobs: true,
+        sandbox: false,
+    },
+    ServiceSpec {
+        name: "sandbox",
+        port_offset: 4,
+        database: true,
+        agent: false,
+        blobs: false,
+        sandbox: true,
     },
 ];
 

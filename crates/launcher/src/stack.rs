@@ -150,6 +150,14 @@ async fn run_services(
         if spec.blobs {
             env.push(("BLOB_DIR", state_dir.join("blobs").display().to_string()));
         }
+        if spec.sandbox {
+            env.push((
+                "SANDBOX_WORKSPACE_DIR",
+                state_dir.join("sandbox").display().to_string(),
+            ));
+            env.push(("SANDBOX_PREVIEW_BASE_URL", url.clone()));
+            env.push(("REQUEST_TIMEOUT", "130s".to_owned()));
+        }
         if spec.agent {
             if let Some(orchestrator_url) = &orchestrator_url {
                 env.push(("ORCHESTRATOR_URL", orchestrator_url.clone()));
@@ -178,14 +186,18 @@ async fn run_services(
         }
     }
 
+    let mut readiness_of = Vec::with_capacity(running.len());
+    for service in &running {
+        readiness_of.push(readiness(&service.url).await);
+    }
     println!();
     println!("{} the stack is up:", tag("launcher"));
-    for service in &running {
+    for (service, readiness) in running.iter().zip(&readiness_of) {
         println!(
-            "{}   {:<14} {}",
+            "{}   {:<14} {}{readiness}",
             tag("launcher"),
             service.spec.name,
-            service.url
+            service.url,
         );
     }
     println!("{}   operator sign-in: {user} / {pass}", tag("launcher"));
@@ -211,6 +223,26 @@ async fn run_services(
     };
     stop_all(&mut running).await;
     Ok(code)
+}
+
+/// Empty when the service is ready; otherwise why not (a sandbox without a container engine
+/// runs, but cannot make sessions until one answers).
+async fn readiness(url: &str) -> String {
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{url}/health/ready"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    match response {
+        Ok(response) if response.status().is_success() => String::new(),
+        Ok(response) => {
+            let problem: serde_json::Value = response.json().await.unwrap_or_default();
+            let detail = problem["detail"].as_str().unwrap_or("no reason given");
+            format!("  (not ready: {detail})")
+        }
+        Err(error) => format!("  (not ready: {error})"),
+    }
 }
 
 fn start_postgres(state_dir: &Path, port: u16) -> anyhow::Result<Cluster> {

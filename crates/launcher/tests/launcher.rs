@@ -115,10 +115,12 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
     ];
     let mut env = passthrough_env();
     env.push(("PATH", std::env::var("PATH").unwrap_or_default()));
+    // No container engine: the sandbox runs anyway and says why it is not ready.
+    env.push(("DOCKER_HOST", "unix:///nonexistent/docker.sock".to_owned()));
     // The launcher's own /health is each service's; wait for its summary instead.
     let mut launcher = ServiceProcess::spawn_with_args(bin(), &args, &env).expect("spawn");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    while !launcher.output().contains("the stack is up") {
+    while !launcher.output().contains("Ctrl-C stops everything") {
         if let Some(status) = launcher.try_wait().expect("poll") {
             panic!("launcher exited ({status}):\n{}", launcher.output());
         }
@@ -137,11 +139,41 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
     let logging_url = format!("http://127.0.0.1:{}", base_port + 1);
     let echo_url = format!("http://127.0.0.1:{}", base_port + 2);
     let gateway_url = format!("http://127.0.0.1:{}", base_port + 5);
-    for url in [&orchestrator_url, &logging_url, &echo_url, &gateway_url] {
+    let sandbox_url = format!("http://127.0.0.1:{}", base_port + 4);
+    for url in [
+        &orchestrator_url,
+        &logging_url,
+        &echo_url,
+        &gateway_url,
+        &sandbox_url,
+    ] {
         assert!(output.contains(url.as_str()), "{url} not listed:\n{output}");
         let health = reqwest::get(format!("{url}/health")).await.expect("health");
         assert_eq!(health.status(), 200, "{url}");
     }
+    let sandbox_line = output
+        .lines()
+        .find(|l| l.contains(sandbox_url.as_str()))
+        .expect("sandbox listed");
+    assert!(
+        sandbox_line.contains("not ready: The container engine is unavailable")
+            && sandbox_line.contains("/nonexistent/docker.sock"),
+        "{sandbox_line}"
+    );
+    let ready = reqwest::get(format!("{sandbox_url}/health/ready"))
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+    let gateway_ready = reqwest::get(format!("{gateway_url}/health/ready"))
+        .await
+        .expect("ready");
+    assert_eq!(gateway_ready.status(), 200);
+    assert!(
+        !output
+            .lines()
+            .any(|l| l.contains(gateway_url.as_str()) && l.contains("not ready")),
+        "{output}"
+    );
 
     // A task created against the stack with the printed credentials succeeds.
     let line = output
