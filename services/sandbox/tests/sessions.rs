@@ -346,3 +346,69 @@ async fn idle_sessions_are_reaped() {
     }
     assert!(!container_exists(&container).await);
 }
+
+#[tokio::test]
+async fn replacing_a_file_takes_a_checkpoint_that_restores_it() {
+    let (_env, service) = start().await;
+    let id = service.create("static").await;
+    let first = service.write(&id, "notes.txt", "first draft\n").await;
+    assert_eq!(
+        first["checkpoint"],
+        Value::Null,
+        "a new file needs no checkpoint"
+    );
+    let second = service.write(&id, "notes.txt", "second draft\n").await;
+    let checkpoint = second["checkpoint"]["id"]
+        .as_str()
+        .expect("a checkpoint before the replace")
+        .to_owned();
+    assert!(
+        second["checkpoint"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("notes.txt")),
+        "{second}"
+    );
+    let out = service.exec(&id, "echo stray > stray.txt").await;
+    assert_eq!(out["exitCode"], 0, "{out}");
+
+    let (status, list) = service
+        .get(&format!("/api/sessions/{id}/checkpoints"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list[0]["id"], checkpoint.as_str(), "{list}");
+
+    let (status, restored) = service
+        .post(
+            &format!("/api/sessions/{id}/checkpoints/{checkpoint}/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    let (_, file) = service
+        .get(&format!("/api/sessions/{id}/fs/read?path=notes.txt"))
+        .await;
+    assert_eq!(file["content"], "first draft\n", "{file}");
+    // Files added since are gone, and what was restored still belongs to the session's user.
+    let out = service
+        .exec(
+            &id,
+            "test -e stray.txt && echo stray; echo more >> notes.txt && echo appended",
+        )
+        .await;
+    assert_eq!(out["stdout"], "appended\n", "{out}");
+
+    let (status, problem) = service
+        .post(
+            &format!("/api/sessions/{id}/checkpoints/not-a-sha/restore"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let (status, problem) = service
+        .post(
+            &format!("/api/sessions/{id}/checkpoints/{}/restore", "ab".repeat(20)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+}
