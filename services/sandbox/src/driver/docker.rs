@@ -4,6 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -45,6 +46,10 @@ const MARKER_VAR: &str = "AUTONOMA_EXEC";
 const KILL_RETRY_FOR: Duration = Duration::from_secs(10);
 /// How long the output of a killed command is still read.
 const KILL_DRAIN: Duration = Duration::from_secs(5);
+/// How long an exec whose output has ended may take to report its exit code.
+const EXIT_CODE_WAIT: Duration = Duration::from_secs(10);
+/// How long a port forwarder may outlive its connection before it is killed.
+const FORWARDER_GRACE: Duration = Duration::from_secs(2);
 
 /// PID 1: sleeps (reaping orphans while it waits) and exits on SIGTERM, so a stop is
 /// immediate.
@@ -71,9 +76,11 @@ const OOM_COUNTER_FN: &str = r#"oom_kills() {
 /// `$0` the exec's token, `$1` the command. Writes a header line `<token> <oom kills>
 /// <pgid>` to stderr, then becomes the command as the leader of its own process group (runc
 /// already makes an exec a session leader; otherwise `setsid`, which keeps the pid when the
-/// caller is not a group leader).
-const WRAPPER_SCRIPT: &str = r#"oom_kills
-set -f
+/// caller is not a group leader). The raised OOM score makes the kernel kill commands rather
+/// than PID 1, which it otherwise picks when a second OOM follows the first before the
+/// victim's memory is freed, stopping the container.
+const WRAPPER_SCRIPT: &str = r#"{ echo 500 > /proc/$$/oom_score_adj; } 2> /dev/null
+oom_kills
 read -r s < /proc/$$/stat
 s=${s##*) }
 set -- "$1" $s
@@ -90,12 +97,11 @@ exec /bin/sh -c "$1"
 
 /// `$1` the process group of a command (`-` when unknown), `$2` its marker. Kills the group,
 /// then every process still carrying the marker in its environment (and its group), until
-/// none is left.
+/// none is left. Not `grep -F`: busybox's stops at the first NUL of `environ`.
 const KILL_SCRIPT: &str = r#"g=$1 m=$2 i=0
-set -f
 while [ $i -lt 20 ]; do
   case $g in ''|-|0|1) ;; *) kill -KILL -- "-$g" 2> /dev/null ;; esac
-  l=$(grep -lF -- "$m" /proc/[0-9]*/environ 2> /dev/null)
+  l=$(grep -l -- "$m" /proc/[0-9]*/environ 2> /dev/null)
   r=$?
   if [ -z "$l" ]; then
     [ $r -eq 1 ] || [ $i -ge 2 ] && exit 0
@@ -122,16 +128,10 @@ enum Target {
     Http(String),
 }
 
-/// What the driver learns about the engine on first contact.
-struct Engine {
-    docker: Docker,
-    podman: bool,
-}
-
 /// A [`Driver`] talking to a Docker-compatible engine. The first call connects and
 /// negotiates the API version; until that succeeds every call tries again.
 pub struct DockerDriver {
-    host: String,
+    host: Arc<str>,
     target: Target,
     engine: OnceCell<Engine>,
 }
@@ -161,7 +161,7 @@ impl DockerDriver {
             )));
         };
         Ok(Self {
-            host: docker_host.to_owned(),
+            host: docker_host.into(),
             target,
             engine: OnceCell::new(),
         })
@@ -170,6 +170,7 @@ impl DockerDriver {
     async fn engine(&self) -> Result<&Engine, DriverError> {
         self.engine
             .get_or_try_init(|| async {
+                let error = |err| engine_error(&self.host, err);
                 let docker = match &self.target {
                     Target::Unix(path) => Docker::connect_with_unix(
                         path,
@@ -182,66 +183,64 @@ impl DockerDriver {
                         bollard::API_DEFAULT_VERSION,
                     ),
                 }
-                .map_err(|err| self.error(err))?;
-                let docker = docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|err| self.error(err))?;
-                let version = docker.version().await.map_err(|err| self.error(err))?;
+                .map_err(error)?;
+                let docker = docker.negotiate_version().await.map_err(error)?;
+                let version = docker.version().await.map_err(error)?;
                 let podman = version
                     .components
                     .iter()
                     .flatten()
                     .any(|component| component.name.to_ascii_lowercase().contains("podman"));
-                Ok(Engine { docker, podman })
+                Ok(Engine {
+                    docker,
+                    host: self.host.clone(),
+                    podman,
+                })
             })
             .await
     }
+}
 
-    /// Maps an error that is not specific to one call.
+/// The connected engine.
+#[derive(Clone)]
+struct Engine {
+    docker: Docker,
+    host: Arc<str>,
+    podman: bool,
+}
+
+impl Engine {
     fn error(&self, err: BollardError) -> DriverError {
-        match err {
-            BollardError::DockerResponseServerError {
-                status_code,
-                message,
-            } => DriverError::Engine(format!("{} (HTTP {status_code})", message.trim())),
-            BollardError::RequestTimeoutError => DriverError::Unreachable(format!(
-                "the container engine at {} did not answer within {REQUEST_TIMEOUT_SECS} s",
-                self.host
-            )),
-            BollardError::SocketNotFoundError(_) => DriverError::Unreachable(format!(
-                "cannot reach the container engine at {}: No such file or directory",
-                self.host
-            )),
-            BollardError::HyperLegacyError { .. }
-            | BollardError::HttpClientError { .. }
-            | BollardError::HyperResponseError { .. }
-            | BollardError::IOError { .. } => DriverError::Unreachable(format!(
-                "cannot reach the container engine at {}: {}",
-                self.host,
-                root_cause(&err)
-            )),
-            other => DriverError::Engine(other.to_string()),
-        }
+        engine_error(&self.host, err)
     }
 
-    /// Maps an error of a call about container `id`: 404 is [`DriverError::NotFound`], 409
-    /// (an exec in a stopped container) [`DriverError::NotRunning`].
+    /// Maps an error of a call about container `id`: 404 is [`DriverError::NotFound`]; an exec
+    /// in a stopped container is [`DriverError::NotRunning`] (Docker: 409; Podman: 500
+    /// "container state improper").
     fn container_error(&self, err: BollardError, id: &str) -> DriverError {
-        match status(&err) {
-            Some(404) => DriverError::NotFound { id: id.to_owned() },
-            Some(409) => DriverError::NotRunning { id: id.to_owned() },
+        match &err {
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => DriverError::NotFound { id: id.to_owned() },
+            BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            } => DriverError::NotRunning { id: id.to_owned() },
+            BollardError::DockerResponseServerError { message, .. }
+                if message.contains("state improper") || message.contains("not running") =>
+            {
+                DriverError::NotRunning { id: id.to_owned() }
+            }
             _ => self.error(err),
         }
     }
 
-    fn host_config(&self, spec: &ContainerSpec, podman: bool) -> HostConfig {
+    fn host_config(&self, spec: &ContainerSpec) -> HostConfig {
         let positive = |value: i64| (value > 0).then_some(value);
         let tmpfs = spec.read_only_root.then(|| {
-            // runc 1.1 gives a tmpfs the mode of the directory it covers, so a 1777 mode is
-            // not enough when the image's /tmp is not: hand it to the user as well.
+            // runc 1.1 gives a tmpfs the mode of the directory it covers, so mode 1777 is not
+            // enough when the image's /tmp is not 1777: hand it to the user as well.
             let mut options = format!("rw,exec,nosuid,nodev,size={},mode=1777", spec.tmpfs_bytes);
-            if podman {
+            if self.podman {
                 options.push_str(",U");
             } else if let Some((uid, gid)) = numeric_user(&spec.user) {
                 options.push_str(&format!(",uid={uid},gid={gid}"));
@@ -271,17 +270,38 @@ impl DockerDriver {
         }
     }
 
+    async fn inspect(&self, id: &str) -> Result<Option<ContainerState>, DriverError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(inspected) => Ok(Some(container_state(inspected))),
+            Err(err) if status(&err) == Some(404) => Ok(None),
+            Err(err) => Err(self.error(err)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), DriverError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(err) if status(&err) == Some(404) => Ok(()),
+            // Docker: a removal of the container is already in progress.
+            Err(err) if status(&err) == Some(409) => Ok(()),
+            Err(err) => Err(self.error(err)),
+        }
+    }
+
     /// Runs a helper script as a plain exec and returns its exit code and stdout.
     async fn run_script(
         &self,
-        engine: &Engine,
         id: &str,
         script: &str,
         args: &[&str],
     ) -> Result<(Option<i64>, String), DriverError> {
         let mut cmd = vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()];
         cmd.extend(args.iter().map(|arg| (*arg).to_owned()));
-        let exec = engine
+        let exec = self
             .docker
             .create_exec(
                 id,
@@ -295,35 +315,34 @@ impl DockerDriver {
             .await
             .map_err(|err| self.container_error(err, id))?;
         let mut stdout = Vec::new();
-        match engine
+        let started = self
             .docker
             .start_exec(&exec.id, None::<StartExecOptions>)
             .await
-            .map_err(|err| self.container_error(err, id))?
-        {
-            StartExecResults::Attached { mut output, .. } => {
-                while let Some(item) = output.next().await {
-                    match item.map_err(|err| self.error(err))? {
-                        LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
-                        LogOutput::StdErr { message } => tracing::debug!(
-                            container = id,
-                            stderr = %String::from_utf8_lossy(&message),
-                            "helper exec wrote to stderr"
-                        ),
-                        _ => {}
-                    }
+            .map_err(|err| self.container_error(err, id))?;
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(item) = output.next().await {
+                match item.map_err(|err| self.error(err))? {
+                    LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                    LogOutput::StdErr { message } => tracing::debug!(
+                        container = id,
+                        stderr = %String::from_utf8_lossy(&message).trim_end(),
+                        "helper exec"
+                    ),
+                    _ => {}
                 }
             }
-            StartExecResults::Detached => {}
         }
-        let code = self.exit_code(engine, &exec.id).await?;
+        let code = self.exit_code(&exec.id).await?;
         Ok((code, String::from_utf8_lossy(&stdout).into_owned()))
     }
 
     /// The exit code of a finished exec; the engine may take a moment to record it.
-    async fn exit_code(&self, engine: &Engine, exec_id: &str) -> Result<Option<i64>, DriverError> {
-        for _ in 0..100 {
-            let inspected = engine
+    async fn exit_code(&self, exec_id: &str) -> Result<Option<i64>, DriverError> {
+        let give_up = Instant::now() + EXIT_CODE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let inspected = self
                 .docker
                 .inspect_exec(exec_id)
                 .await
@@ -331,25 +350,22 @@ impl DockerDriver {
             if inspected.running != Some(true) {
                 return Ok(inspected.exit_code);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if Instant::now() >= give_up {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
-        Ok(None)
     }
 
     /// Kills the process group `pgid` and every process carrying `marker`; retried while the
     /// container cannot start the exec that does it.
-    async fn kill_processes(
-        &self,
-        engine: &Engine,
-        id: &str,
-        pgid: Option<i64>,
-        marker: &str,
-    ) -> bool {
+    async fn kill_processes(&self, id: &str, pgid: Option<i64>, marker: &str) -> bool {
         let pgid = pgid.map_or_else(|| "-".to_owned(), |pgid| pgid.to_string());
         let give_up = Instant::now() + KILL_RETRY_FOR;
         loop {
             match self
-                .run_script(engine, id, KILL_SCRIPT, &["autonoma-kill", &pgid, marker])
+                .run_script(id, KILL_SCRIPT, &["autonoma-kill", &pgid, marker])
                 .await
             {
                 Ok((Some(0), _)) => return true,
@@ -373,15 +389,12 @@ impl DockerDriver {
         }
     }
 
-    /// Whether the container's memory cgroup OOM-killed something since the counter read
+    /// Whether the container's memory cgroup OOM-killed a process since its counter read
     /// `before`.
-    async fn oom_killed_since(&self, engine: &Engine, id: &str, before: Option<u64>) -> bool {
+    async fn oom_killed_since(&self, id: &str, before: Option<u64>) -> bool {
         if let Some(before) = before {
             let script = format!("{OOM_COUNTER_FN}oom_kills; echo \"$oom\"");
-            match self
-                .run_script(engine, id, &script, &["autonoma-oom"])
-                .await
-            {
+            match self.run_script(id, &script, &["autonoma-oom"]).await {
                 Ok((Some(0), out)) => {
                     if let Ok(after) = out.trim().parse::<u64>() {
                         return after > before;
@@ -408,26 +421,21 @@ impl Driver for DockerDriver {
             .docker
             .version()
             .await
-            .map_err(|err| self.error(err))?;
-        let (name, number) = version
-            .components
-            .iter()
-            .flatten()
-            .find(|component| {
-                let name = component.name.to_ascii_lowercase();
-                name.contains("engine") || name.contains("podman")
-            })
-            .map(|component| (component.name.clone(), component.version.clone()))
-            .unwrap_or_else(|| {
-                (
-                    "Docker Engine".to_owned(),
-                    version.version.clone().unwrap_or_default(),
-                )
-            });
-        let name = if name == "Engine" {
-            "Docker Engine".to_owned()
-        } else {
-            name
+            .map_err(|err| engine.error(err))?;
+        let component = version.components.iter().flatten().find(|component| {
+            let name = component.name.to_ascii_lowercase();
+            name.contains("engine") || name.contains("podman")
+        });
+        let (name, number) = match component {
+            // Docker calls its component just "Engine".
+            Some(component) if component.name == "Engine" => {
+                ("Docker Engine".to_owned(), component.version.clone())
+            }
+            Some(component) => (component.name.clone(), component.version.clone()),
+            None => (
+                "Docker Engine".to_owned(),
+                version.version.clone().unwrap_or_default(),
+            ),
         };
         Ok(match version.api_version {
             Some(api) => format!("{name} {number} (API {api})"),
@@ -460,19 +468,15 @@ impl Driver for DockerDriver {
             env: Some(env),
             labels: Some(spec.labels.clone()),
             stop_timeout: Some(i64::from(STOP_TIMEOUT_SECS)),
-            host_config: Some(self.host_config(spec, engine.podman)),
+            host_config: Some(engine.host_config(spec)),
             ..Default::default()
         };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         let created = engine
             .docker
-            .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::new()
-                        .name(&spec.name)
-                        .build(),
-                ),
-                config,
-            )
+            .create_container(Some(options), config)
             .await
             .map_err(|err| match &err {
                 BollardError::DockerResponseServerError {
@@ -483,11 +487,11 @@ impl Driver for DockerDriver {
                         image: spec.image.clone(),
                     }
                 }
-                _ => self.error(err),
+                _ => engine.error(err),
             })?;
         if let Err(err) = engine.docker.start_container(&created.id, None).await {
-            let err = self.error(err);
-            if let Err(cleanup) = self.remove(&created.id).await {
+            let err = engine.error(err);
+            if let Err(cleanup) = engine.remove(&created.id).await {
                 tracing::warn!(container = created.id, %cleanup, "removing a container that did not start");
             }
             return Err(err);
@@ -504,6 +508,15 @@ impl Driver for DockerDriver {
     ) -> Result<ExecOutcome, DriverError> {
         let engine = self.engine().await?;
         let started = Instant::now();
+        if cancel.is_cancelled() {
+            return Ok(ExecOutcome {
+                exit_code: None,
+                timed_out: false,
+                killed: true,
+                oom_killed: false,
+                duration: started.elapsed(),
+            });
+        }
         let token = token();
         let marker = format!("{MARKER_VAR}={token}");
         let mut env = spec.env;
@@ -528,12 +541,12 @@ impl Driver for DockerDriver {
                 },
             )
             .await
-            .map_err(|err| self.container_error(err, id))?;
+            .map_err(|err| engine.container_error(err, id))?;
         let stream = match engine
             .docker
             .start_exec(&exec.id, None::<StartExecOptions>)
             .await
-            .map_err(|err| self.container_error(err, id))?
+            .map_err(|err| engine.container_error(err, id))?
         {
             StartExecResults::Attached { output, .. } => output,
             StartExecResults::Detached => {
@@ -541,6 +554,7 @@ impl Driver for DockerDriver {
             }
         };
 
+        let mut guard = KillOnDrop(Some((engine.clone(), id.to_owned(), marker.clone())));
         let mut pump = Pump::new(stream, output, token);
         let deadline = spec.timeout.map(|timeout| started + timeout);
         let end = tokio::select! {
@@ -553,23 +567,34 @@ impl Driver for DockerDriver {
             End::Exited(Ok(())) => (false, false),
             End::Exited(Err(err)) => {
                 // Without its output the command cannot be followed: do not leave it behind.
-                self.kill_processes(engine, id, pump.pgid(), &marker).await;
-                return Err(self.container_error(err, id));
+                engine.kill_processes(id, pump.pgid(), &marker).await;
+                guard.disarm();
+                return Err(engine.container_error(err, id));
             }
             End::Cancelled => (false, true),
             End::TimedOut => (true, true),
         };
         if killed {
-            self.kill_processes(engine, id, pump.pgid(), &marker).await;
-            match tokio::time::timeout(KILL_DRAIN, pump.run()).await {
+            engine.kill_processes(id, pump.pgid(), &marker).await;
+        }
+        guard.disarm();
+        if killed {
+            let mut drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
+            if drained.is_err() {
+                // The receiver is not keeping up: the engine only finishes the exec once its
+                // output is read, so read it without passing it on.
+                pump.output = None;
+                drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
+            }
+            match drained {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
-                    tracing::debug!(container = id, %err, "reading a killed command's output")
+                    tracing::debug!(container = id, %err, "reading a killed command's output");
                 }
                 Err(_) => tracing::warn!(container = id, "a killed command's output did not end"),
             }
         }
-        let exit_code = match self.exit_code(engine, &exec.id).await {
+        let exit_code = match engine.exit_code(&exec.id).await {
             Ok(code) => code,
             Err(err) if killed => {
                 tracing::debug!(container = id, %err, "inspecting a killed exec");
@@ -579,9 +604,7 @@ impl Driver for DockerDriver {
         };
         let oom_killed = !killed
             && exit_code == Some(137)
-            && self
-                .oom_killed_since(engine, id, pump.header.oom_kills())
-                .await;
+            && engine.oom_killed_since(id, pump.header.oom_kills()).await;
         Ok(ExecOutcome {
             exit_code,
             timed_out,
@@ -593,6 +616,7 @@ impl Driver for DockerDriver {
 
     async fn connect(&self, id: &str, port: u16) -> Result<Box<dyn Connection>, DriverError> {
         let engine = self.engine().await?;
+        let marker = format!("{MARKER_VAR}={}", token());
         let exec = engine
             .docker
             .create_exec(
@@ -601,6 +625,7 @@ impl Driver for DockerDriver {
                     attach_stdin: Some(true),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
+                    env: Some(vec![marker.clone()]),
                     cmd: Some(vec![
                         "nc".to_owned(),
                         "127.0.0.1".to_owned(),
@@ -610,70 +635,71 @@ impl Driver for DockerDriver {
                 },
             )
             .await
-            .map_err(|err| self.container_error(err, id))?;
-        match engine
+            .map_err(|err| engine.container_error(err, id))?;
+        let (output, input) = match engine
             .docker
             .start_exec(&exec.id, None::<StartExecOptions>)
             .await
-            .map_err(|err| self.container_error(err, id))?
+            .map_err(|err| engine.container_error(err, id))?
         {
-            StartExecResults::Attached { output, input } => {
-                let container = id.to_owned();
-                let stdout = output.filter_map(move |item| {
-                    futures::future::ready(match item {
-                        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                            Some(Ok(message))
-                        }
-                        Ok(LogOutput::StdErr { message }) => {
-                            tracing::debug!(
-                                container,
-                                port,
-                                stderr = %String::from_utf8_lossy(&message).trim_end(),
-                                "port forwarder"
-                            );
-                            None
-                        }
-                        Ok(LogOutput::StdIn { .. }) => None,
-                        Err(err) => Some(Err(io::Error::other(err))),
-                    })
-                });
-                Ok(Box::new(ExecConnection {
-                    reader: StreamReader::new(stdout.boxed()),
-                    writer: input,
-                }))
-            }
+            StartExecResults::Attached { output, input } => (output, input),
             StartExecResults::Detached => {
-                Err(DriverError::Engine("the exec started detached".to_owned()))
+                return Err(DriverError::Engine("the exec started detached".to_owned()));
             }
-        }
+        };
+        let container = id.to_owned();
+        let stdout = output.filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                    Some(Ok(message))
+                }
+                Ok(LogOutput::StdErr { message }) => {
+                    tracing::debug!(
+                        container,
+                        port,
+                        stderr = %String::from_utf8_lossy(&message).trim_end(),
+                        "port forwarder"
+                    );
+                    None
+                }
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(err) => Some(Err(io::Error::other(err))),
+            })
+        });
+        Ok(Box::new(ExecConnection {
+            reader: StreamReader::new(stdout.boxed()),
+            writer: input,
+            forwarder: Some(Forwarder {
+                engine: engine.clone(),
+                container: id.to_owned(),
+                exec_id: exec.id,
+                marker,
+            }),
+        }))
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<ContainerState>, DriverError> {
-        let engine = self.engine().await?;
-        match engine.docker.inspect_container(id, None).await {
-            Ok(inspected) => Ok(Some(container_state(inspected))),
-            Err(err) if status(&err) == Some(404) => Ok(None),
-            Err(err) => Err(self.error(err)),
-        }
+        self.engine().await?.inspect(id).await
     }
 
     async fn stats(&self, id: &str) -> Result<Stats, DriverError> {
         let engine = self.engine().await?;
-        let sample = engine
-            .docker
-            .stats(
-                id,
-                Some(
-                    StatsOptionsBuilder::new()
-                        .stream(false)
-                        .one_shot(true)
-                        .build(),
-                ),
-            )
-            .next()
-            .await
-            .ok_or_else(|| DriverError::Engine(format!("no stats for container {id}")))?
-            .map_err(|err| self.container_error(err, id))?;
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let sample = engine.docker.stats(id, Some(options)).next().await;
+        let sample = match sample {
+            Some(sample) => sample.map_err(|err| engine.container_error(err, id))?,
+            // Podman answers with nothing for a stopped container.
+            None => {
+                return Err(match engine.inspect(id).await? {
+                    None => DriverError::NotFound { id: id.to_owned() },
+                    Some(state) if !state.running => DriverError::NotRunning { id: id.to_owned() },
+                    Some(_) => DriverError::Engine(format!("no stats for container {id}")),
+                });
+            }
+        };
         let memory = sample.memory_stats.unwrap_or_default();
         // Like `docker stats`: page cache the kernel can drop is not counted.
         let inactive_file = memory.stats.as_ref().and_then(|stats| {
@@ -682,9 +708,11 @@ impl Driver for DockerDriver {
                 .or_else(|| stats.get("total_inactive_file"))
                 .copied()
         });
-        let usage = memory.usage.unwrap_or(0);
         Ok(Stats {
-            memory_bytes: usage.saturating_sub(inactive_file.unwrap_or(0)),
+            memory_bytes: memory
+                .usage
+                .unwrap_or(0)
+                .saturating_sub(inactive_file.unwrap_or(0)),
             memory_limit: memory.limit.unwrap_or(0),
             pids: sample.pids_stats.and_then(|pids| pids.current).unwrap_or(0),
             cpu_total_ns: sample
@@ -697,67 +725,39 @@ impl Driver for DockerDriver {
 
     async fn stop(&self, id: &str) -> Result<(), DriverError> {
         let engine = self.engine().await?;
-        match engine
-            .docker
-            .stop_container(
-                id,
-                Some(
-                    StopContainerOptionsBuilder::new()
-                        .t(STOP_TIMEOUT_SECS)
-                        .build(),
-                ),
-            )
-            .await
-        {
+        let options = StopContainerOptionsBuilder::new()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        match engine.docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             // Already stopped.
             Err(err) if status(&err) == Some(304) => Ok(()),
-            Err(err) => Err(self.container_error(err, id)),
+            Err(err) => Err(engine.container_error(err, id)),
         }
     }
 
     async fn remove(&self, id: &str) -> Result<(), DriverError> {
-        let engine = self.engine().await?;
-        match engine
-            .docker
-            .remove_container(
-                id,
-                Some(
-                    RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build(),
-                ),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(err) if status(&err) == Some(404) => Ok(()),
-            // Docker: a removal of the container is already in progress.
-            Err(err) if status(&err) == Some(409) => Ok(()),
-            Err(err) => Err(self.error(err)),
-        }
+        self.engine().await?.remove(id).await
     }
 
     async fn list(&self, label: &str) -> Result<Vec<ContainerState>, DriverError> {
         let engine = self.engine().await?;
         let filters = HashMap::from([("label", vec![label])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
         let summaries = engine
             .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
+            .list_containers(Some(options))
             .await
-            .map_err(|err| self.error(err))?;
+            .map_err(|err| engine.error(err))?;
         let ids: Vec<String> = summaries
             .into_iter()
             .filter_map(|summary| summary.id)
             .collect();
         let states: Vec<Result<Option<ContainerState>, DriverError>> = futures::stream::iter(ids)
-            .map(|id| async move { self.inspect(&id).await })
+            .map(|id| async move { engine.inspect(&id).await })
             .buffered(8)
             .collect()
             .await;
@@ -769,6 +769,26 @@ impl Driver for DockerDriver {
             }
         }
         Ok(found)
+    }
+}
+
+/// Kills an exec's processes when the call running it is dropped before it ends, as its
+/// timeout is then no longer enforced.
+struct KillOnDrop(Option<(Engine, String, String)>);
+
+impl KillOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some((engine, id, marker)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { engine.kill_processes(&id, None, &marker).await });
+        }
     }
 }
 
@@ -821,7 +841,7 @@ impl Pump {
         token: String,
     ) -> Self {
         Self {
-            stream: stream.boxed(),
+            stream: stream.fuse().boxed(),
             output: Some(output),
             pending: VecDeque::new(),
             header: Header::Pending(Vec::new()),
@@ -897,8 +917,8 @@ impl Pump {
         };
         let mut rest = std::mem::take(buffered);
         let line: Vec<u8> = rest.drain(..=newline).collect();
-        let line = String::from_utf8_lossy(&line);
-        let mut fields = line.split_whitespace();
+        let text = String::from_utf8_lossy(&line);
+        let mut fields = text.split_whitespace();
         if fields.next() == Some(self.token.as_str()) {
             self.header = Header::Read {
                 oom_kills: fields.next().and_then(|n| n.parse().ok()),
@@ -910,7 +930,7 @@ impl Pump {
         } else {
             // Not the wrapper's (it did not run): all of it is the command's.
             self.header = Header::Absent;
-            rest.splice(0..0, line.bytes());
+            rest.splice(0..0, line);
         }
         if !rest.is_empty() {
             self.pending.push_back(Chunk::Stderr(rest.into()));
@@ -922,6 +942,42 @@ impl Pump {
 struct ExecConnection {
     reader: StreamReader<BoxStream<'static, io::Result<Bytes>>, Bytes>,
     writer: Pin<Box<dyn AsyncWrite + Send>>,
+    forwarder: Option<Forwarder>,
+}
+
+impl Drop for ExecConnection {
+    fn drop(&mut self) {
+        if let Some(forwarder) = self.forwarder.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(forwarder.reap());
+        }
+    }
+}
+
+/// The exec behind a connection.
+struct Forwarder {
+    engine: Engine,
+    container: String,
+    exec_id: String,
+    marker: String,
+}
+
+impl Forwarder {
+    /// Closing the connection closes the forwarder's stdin, which ends it unless the server
+    /// keeps its side open: then it is killed.
+    async fn reap(self) {
+        tokio::time::sleep(FORWARDER_GRACE).await;
+        match self.engine.docker.inspect_exec(&self.exec_id).await {
+            Ok(exec) if exec.running == Some(true) => {
+                self.engine
+                    .kill_processes(&self.container, None, &self.marker)
+                    .await;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(container = self.container, %err, "inspecting a forwarder"),
+        }
+    }
 }
 
 impl AsyncRead for ExecConnection {
@@ -979,6 +1035,31 @@ fn status(err: &BollardError) -> Option<u16> {
     }
 }
 
+/// Maps an error that is not specific to one container.
+fn engine_error(host: &str, err: BollardError) -> DriverError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => DriverError::Engine(format!("{} (HTTP {status_code})", message.trim())),
+        BollardError::RequestTimeoutError => DriverError::Unreachable(format!(
+            "the container engine at {host} did not answer within {REQUEST_TIMEOUT_SECS} s"
+        )),
+        // bollard checks that the socket exists before connecting.
+        BollardError::SocketNotFoundError(_) => DriverError::Unreachable(format!(
+            "cannot reach the container engine at {host}: No such file or directory"
+        )),
+        BollardError::HyperLegacyError { .. }
+        | BollardError::HttpClientError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. } => DriverError::Unreachable(format!(
+            "cannot reach the container engine at {host}: {}",
+            root_cause(&err)
+        )),
+        other => DriverError::Engine(other.to_string()),
+    }
+}
+
 /// The innermost cause, e.g. "No such file or directory" for a missing socket.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
@@ -1008,4 +1089,111 @@ fn token() -> String {
         hasher.write_u128(now.as_nanos());
     }
     format!("autonoma-{:016x}{count:x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(items: Vec<LogOutput>) -> impl Stream<Item = Result<LogOutput, BollardError>> {
+        futures::stream::iter(items.into_iter().map(Ok))
+    }
+
+    fn out(text: &str) -> LogOutput {
+        LogOutput::StdOut {
+            message: Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    fn err(text: &str) -> LogOutput {
+        LogOutput::StdErr {
+            message: Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    async fn pumped(items: Vec<LogOutput>) -> (Vec<Chunk>, Pump) {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut pump = Pump::new(frames(items), tx, "tok".to_owned());
+        let collect = tokio::spawn(async move {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                chunks.push(chunk);
+            }
+            chunks
+        });
+        pump.run().await.expect("pumping");
+        pump.output = None;
+        (collect.await.expect("collecting"), pump)
+    }
+
+    fn stderr_of(chunks: &[Chunk]) -> String {
+        chunks
+            .iter()
+            .filter_map(|chunk| match chunk {
+                Chunk::Stderr(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                Chunk::Stdout(_) => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_header_is_taken_off_stderr_even_split_or_joined() {
+        let (chunks, pump) = pumped(vec![
+            out("a\n"),
+            err("tok 3 4"),
+            err("2\nwarn"),
+            err("ing\n"),
+        ])
+        .await;
+        assert_eq!(chunks[0], Chunk::Stdout("a\n".into()));
+        assert_eq!(stderr_of(&chunks), "warning\n");
+        assert_eq!(pump.header.oom_kills(), Some(3));
+        assert_eq!(pump.pgid(), Some(42));
+
+        let (chunks, pump) = pumped(vec![err("tok - 7\n")]).await;
+        assert!(chunks.is_empty(), "{chunks:?}");
+        assert_eq!(pump.header.oom_kills(), None);
+        assert_eq!(pump.pgid(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn stderr_without_the_header_is_all_passed_on() {
+        let (chunks, pump) = pumped(vec![err("sh: not found\nmore\n")]).await;
+        assert_eq!(stderr_of(&chunks), "sh: not found\nmore\n");
+        assert_eq!(pump.pgid(), None);
+
+        let (chunks, _) = pumped(vec![err("no newline")]).await;
+        assert_eq!(stderr_of(&chunks), "no newline");
+
+        let (chunks, _) = pumped(vec![err("tokens 1 2\n")]).await;
+        assert_eq!(stderr_of(&chunks), "tokens 1 2\n");
+
+        let binary = LogOutput::StdErr {
+            message: Bytes::from_static(b"\xff\xfe\n"),
+        };
+        let (chunks, _) = pumped(vec![binary]).await;
+        assert_eq!(
+            chunks,
+            vec![Chunk::Stderr(Bytes::from_static(b"\xff\xfe\n"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_receiver_does_not_stop_the_pump() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let mut pump = Pump::new(frames(vec![out("a"), out("b")]), tx, "tok".to_owned());
+        pump.run().await.expect("pumping");
+        assert!(pump.output.is_none());
+    }
+
+    #[test]
+    fn users_and_causes() {
+        assert_eq!(numeric_user("1000:1001"), Some((1000, 1001)));
+        assert_eq!(numeric_user("1000"), Some((1000, 1000)));
+        assert_eq!(numeric_user("sandbox"), None);
+        let err = io::Error::from_raw_os_error(2);
+        assert_eq!(root_cause(&err), "No such file or directory");
+        assert_ne!(token(), token());
+    }
 }

@@ -125,8 +125,9 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Runs `spec.cmd` in its own process group, sending its output to `output` as it comes
     /// (discarded once the receiver is gone), until it exits, the timeout passes or `cancel`
-    /// is cancelled. On timeout or cancellation the command and every process it started are
-    /// killed.
+    /// is cancelled. On timeout or cancellation, or when this future is dropped, the command
+    /// and every process it started are killed with SIGKILL. Processes it leaves in the
+    /// background when it exits by itself keep running.
     async fn exec(
         &self,
         id: &str,
