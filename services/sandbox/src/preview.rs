@@ -39,11 +39,14 @@ pub async fn send(
     request: Request<Body>,
     upgrade: bool,
 ) -> Result<Response<Incoming>, Problem> {
-    let stream = sandbox
-        .driver()
-        .connect(&live.container_id, port)
-        .await
-        .map_err(crate::sandbox::driver_problem)?;
+    let stream = {
+        let _quiet = live.quiet.read().await;
+        sandbox
+            .driver()
+            .connect(&live.container_id, port)
+            .await
+            .map_err(crate::sandbox::driver_problem)?
+    };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable_dev(port, &e))?;

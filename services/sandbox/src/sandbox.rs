@@ -120,8 +120,10 @@ pub struct Live {
     pub logs: LogHub,
     dev: tokio::sync::Mutex<Option<DevServer>>,
     touched: Mutex<Instant>,
-    /// Serialises checkpoints and restores (git's index is not shared safely).
-    git: tokio::sync::Mutex<()>,
+    /// Commands and preview connections start under a read guard; checkpoints and restores
+    /// hold the write guard while the container is paused, so git on the host never races a
+    /// process swapping a directory for a symlink, and no exec meets a paused container.
+    pub(crate) quiet: tokio::sync::RwLock<()>,
     /// Cancelled when the session is deleted: its streams end.
     pub ended: CancellationToken,
 }
@@ -486,7 +488,7 @@ impl Sandbox {
             logs: LogHub::new(self.0.redactor.clone()),
             dev: tokio::sync::Mutex::new(None),
             touched: Mutex::new(Instant::now()),
-            git: tokio::sync::Mutex::new(()),
+            quiet: tokio::sync::RwLock::new(()),
             ended: CancellationToken::new(),
         });
         if let Ok(mut sessions) = self.0.sessions.write() {
@@ -736,7 +738,7 @@ impl Sandbox {
     /// Writes a file; replacing an existing one takes a checkpoint first.
     pub async fn fs_write(
         &self,
-        live: &Live,
+        live: &Arc<Live>,
         path: String,
         content: String,
     ) -> Result<WriteResult, Problem> {
@@ -838,6 +840,7 @@ impl Sandbox {
         cwd: String,
         timeout: Duration,
     ) -> Result<ExecOut, Problem> {
+        let _quiet = live.quiet.read().await;
         let (sender, mut receiver) = mpsc::channel::<Chunk>(64);
         let limit = self.0.limits.output;
         let collect = async {
@@ -908,7 +911,7 @@ impl Sandbox {
     /// Installs packages with the package manager, after a checkpoint.
     pub async fn install(
         &self,
-        live: &Live,
+        live: &Arc<Live>,
         manager: PackageManager,
         args: Vec<String>,
         timeout: Duration,
@@ -1168,31 +1171,54 @@ impl Sandbox {
 
     pub async fn checkpoint(
         &self,
-        live: &Live,
+        live: &Arc<Live>,
         message: &str,
     ) -> Result<Option<Checkpoint>, Problem> {
-        let _git = live.git.lock().await;
-        live.checkpoints
-            .take(message)
-            .await
-            .map_err(checkpoint_problem)
+        let message = message.to_owned();
+        self.paused(
+            live,
+            |live| async move { live.checkpoints.take(&message).await },
+        )
+        .await?
+        .map_err(checkpoint_problem)
     }
 
     pub async fn checkpoints(&self, live: &Live) -> Result<Vec<Checkpoint>, Problem> {
-        let _git = live.git.lock().await;
         live.checkpoints.list(100).await.map_err(checkpoint_problem)
     }
 
-    pub async fn restore(&self, live: &Live, id: &str) -> Result<Checkpoint, Problem> {
-        let restored = {
-            let _git = live.git.lock().await;
-            live.checkpoints
-                .restore(id, &live.workspace)
-                .await
-                .map_err(checkpoint_problem)?
-        };
+    pub async fn restore(&self, live: &Arc<Live>, id: &str) -> Result<Checkpoint, Problem> {
+        let id = id.to_owned();
+        let restored = self
+            .paused(live, |live| async move {
+                live.checkpoints.restore(&id, &live.workspace).await
+            })
+            .await?
+            .map_err(checkpoint_problem)?;
         self.refresh_snapshot(live).await;
         Ok(restored)
+    }
+
+    /// Runs `work` on the workspace while the container is paused. It runs to the end in its
+    /// own task even when the caller gives up, so the container is always unpaused.
+    async fn paused<T, F, Fut>(&self, live: &Arc<Live>, work: F) -> Result<T, Problem>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Live>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send,
+    {
+        let driver = self.0.driver.clone();
+        let live = live.clone();
+        let task = tokio::spawn(async move {
+            let _quiet = live.quiet.write().await;
+            driver.pause(&live.container_id).await?;
+            let out = work(live.clone()).await;
+            driver.unpause(&live.container_id).await?;
+            Ok::<_, DriverError>(out)
+        });
+        task.await
+            .map_err(Problem::internal)?
+            .map_err(driver_problem)
     }
 
     // ---- snapshot ----

@@ -723,6 +723,24 @@ impl Driver for DockerDriver {
         })
     }
 
+    async fn pause(&self, id: &str) -> Result<(), DriverError> {
+        let engine = self.engine().await?;
+        engine
+            .docker
+            .pause_container(id)
+            .await
+            .map_err(|err| engine.container_error(err, id))
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), DriverError> {
+        let engine = self.engine().await?;
+        engine
+            .docker
+            .unpause_container(id)
+            .await
+            .map_err(|err| engine.container_error(err, id))
+    }
+
     async fn stop(&self, id: &str) -> Result<(), DriverError> {
         let engine = self.engine().await?;
         let options = StopContainerOptionsBuilder::new()

@@ -149,6 +149,12 @@ pub trait Driver: Send + Sync + 'static {
     /// Stops the container, killing it after at most 2 s.
     async fn stop(&self, id: &str) -> Result<(), DriverError>;
 
+    /// Freezes every process of the container (no exec starts until [`Driver::unpause`]), so
+    /// the host can read and write its workspace without racing it.
+    async fn pause(&self, id: &str) -> Result<(), DriverError>;
+
+    async fn unpause(&self, id: &str) -> Result<(), DriverError>;
+
     /// Removes the container, running or not; `Ok` when it is already gone.
     async fn remove(&self, id: &str) -> Result<(), DriverError>;
 
