@@ -32,11 +32,42 @@ impl Drop for Service {
     }
 }
 
-/// A test's database and workspace directory, which outlive one run of the service.
+/// A test's database and workspace directory, which outlive one run of the service. Dropping
+/// it removes the containers its sessions left in the engine.
 pub struct Env {
     pub db: TestDb,
     pub dir: tempfile::TempDir,
     pub extra: Vec<(String, String)>,
+    owner: std::sync::Mutex<Option<String>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Some(owner) = self.owner.lock().ok().and_then(|mut o| o.take()) else {
+            return;
+        };
+        // Drop cannot await, and the test's runtime may be shutting down: a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(remove_containers(&owner));
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Removes every container labelled with this store's owner tag.
+async fn remove_containers(owner: &str) {
+    use sandbox::driver::Driver;
+    let Ok(driver) = sandbox::driver::docker::DockerDriver::connect(&docker_host()) else {
+        return;
+    };
+    let label = format!("{}={owner}", sandbox::sandbox::OWNER_LABEL);
+    for container in driver.list(&label).await.unwrap_or_default() {
+        let _ = driver.remove(&container.id).await;
+    }
 }
 
 impl Env {
@@ -48,6 +79,7 @@ impl Env {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            owner: std::sync::Mutex::new(None),
         }
     }
 
@@ -85,6 +117,15 @@ impl Env {
         let loaded = config::load_from::<SandboxConfig>(sandbox::SERVICE, &self.variables())
             .unwrap_or_else(|e| panic!("config: {e}"));
         let server = sandbox::build(loaded).await.expect("build");
+        let pool = sqlx::PgPool::connect(&self.db.url).await.expect("database");
+        let owner: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM sandbox_store")
+            .fetch_optional(&pool)
+            .await
+            .expect("owner tag");
+        pool.close().await;
+        if let (Some(owner), Ok(mut slot)) = (owner, self.owner.lock()) {
+            *slot = Some(owner.to_string());
+        }
         let base = format!("http://{}", server.local_addr());
         let shutdown = server.shutdown_token();
         let server = tokio::spawn(server.run());
