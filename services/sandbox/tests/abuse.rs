@@ -282,3 +282,100 @@ async fn a_session_cannot_read_another_sessions_workspace() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     still_healthy(&service, &second).await;
 }
+
+#[tokio::test]
+async fn output_is_cut_at_the_limit_and_secrets_are_masked() {
+    let (_env, service) = start_with(&[
+        ("SANDBOX_OUTPUT_LIMIT", "1024"),
+        ("SANDBOX_REDACT", "sk-test-very-secret-value"),
+    ])
+    .await;
+    let id = service.create("empty").await;
+    let out = service.exec(&id, "yes | head -c 100000").await;
+    assert_eq!(out["truncated"], true, "{out}");
+    let stdout = out["stdout"].as_str().expect("stdout");
+    assert!(stdout.starts_with("y\ny\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("…[truncated: 98976 more bytes]"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(80)..]
+    );
+    assert!(stdout.len() < 1100, "{} bytes came back", stdout.len());
+
+    let secret_cmd = "echo token=sk-test-very-secret-value; echo AKIAABCDEFGHIJKLMNOP >&2";
+    let out = service.exec(&id, secret_cmd).await;
+    assert!(
+        !out.to_string().contains("sk-test-very-secret-value"),
+        "{out}"
+    );
+    assert!(!out.to_string().contains("AKIAABCDEFGHIJKLMNOP"), "{out}");
+    assert!(
+        out["stdout"]
+            .as_str()
+            .is_some_and(|s| s.contains("[REDACTED]")),
+        "{out}"
+    );
+    let (_, calls) = service.get(&format!("/api/sessions/{id}/tool-calls")).await;
+    assert!(
+        !calls.to_string().contains("sk-test-very-secret-value"),
+        "the recorded arguments kept the secret: {calls}"
+    );
+    service
+        .write(&id, "config.env", "API_KEY=sk-test-very-secret-value\n")
+        .await;
+    let (_, file) = service
+        .get(&format!("/api/sessions/{id}/fs/read?path=config.env"))
+        .await;
+    assert_eq!(file["content"], "API_KEY=[REDACTED]\n", "{file}");
+}
+
+/// Answers every request with the request head it received, so the test sees what the
+/// preview forwarded.
+const ECHO_HEAD: &str = r#"#!/bin/sh
+head=""
+while IFS= read -r line; do
+  line=$(printf '%s' "$line" | tr -d '\r')
+  [ -z "$line" ] && break
+  head="$head$line
+"
+done
+printf 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' "${#head}" "$head"
+"#;
+
+#[tokio::test]
+async fn the_preview_rewrites_host_and_keeps_the_operators_credentials() {
+    let (_env, service) = start().await;
+    let id = service.create("empty").await;
+    service.write(&id, "echo-head.sh", ECHO_HEAD).await;
+    let out = service.exec(&id, "chmod +x echo-head.sh").await;
+    assert_eq!(out["exitCode"], 0, "{out}");
+    let (status, dev) = service
+        .post(
+            &format!("/api/sessions/{id}/dev/start"),
+            json!({"cmd": "nc -ll -p 9100 -e /workspace/echo-head.sh", "port": 9100}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{dev}");
+    let head = service
+        .preview_when_up(&id, "/some/page?x=1&auth=b3BlcmF0b3I6eA")
+        .await;
+    let lines: Vec<&str> = head.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"GET /some/page?x=1 HTTP/1.1"),
+        "{head}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("host: localhost:9100"), "{head}");
+    assert!(
+        lower.contains(&format!(
+            "x-forwarded-prefix: /api/sessions/{id}/preview/proxy"
+        )),
+        "{head}"
+    );
+    assert!(
+        !lower.contains("authorization"),
+        "credentials forwarded: {head}"
+    );
+    assert!(!lower.contains("x-internal-key"), "{head}");
+}

@@ -429,6 +429,7 @@ async fn strays(sandbox: &Sandbox) -> String {
         .filter(|line| {
             !line.contains("sleep 2147483647")
                 && !line.contains("trap 'exit 0'")
+                && !line.contains("autonoma-runner")
                 && !line.contains("ps -o pid,pgid,args")
         })
         .collect::<Vec<_>>()

@@ -1,11 +1,11 @@
 //! [`Driver`] over the Docker Engine API (Docker, or Podman's Docker-compatible API).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
 
+use super::runner::{Ended, RUNNER_SCRIPT, Runner, RunnerPump};
 use super::{
     Chunk, Connection, ContainerSpec, ContainerState, Driver, DriverError, ExecOutcome, ExecSpec,
     Stats,
@@ -134,7 +135,13 @@ pub struct DockerDriver {
     host: Arc<str>,
     target: Target,
     engine: OnceCell<Engine>,
+    /// Idle warm runners by container, and the containers one is being started for.
+    runners: Arc<Mutex<HashMap<String, Vec<Runner>>>>,
+    warming: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Idle runners kept per container: enough for a few calls at once to skip the engine's exec.
+const IDLE_RUNNERS: usize = 2;
 
 impl std::fmt::Debug for DockerDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +171,8 @@ impl DockerDriver {
             host: docker_host.into(),
             target,
             engine: OnceCell::new(),
+            runners: Arc::default(),
+            warming: Arc::default(),
         })
     }
 
@@ -517,101 +526,16 @@ impl Driver for DockerDriver {
                 duration: started.elapsed(),
             });
         }
-        let token = token();
-        let marker = format!("{MARKER_VAR}={token}");
-        let mut env = spec.env;
-        env.push(marker.clone());
-        let exec = engine
-            .docker
-            .create_exec(
-                id,
-                ExecConfig {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    env: Some(env),
-                    working_dir: Some(spec.cwd),
-                    cmd: Some(vec![
-                        "/bin/sh".to_owned(),
-                        "-c".to_owned(),
-                        format!("{OOM_COUNTER_FN}{WRAPPER_SCRIPT}"),
-                        token.clone(),
-                        spec.cmd,
-                    ]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|err| engine.container_error(err, id))?;
-        let stream = match engine
-            .docker
-            .start_exec(&exec.id, None::<StartExecOptions>)
-            .await
-            .map_err(|err| engine.container_error(err, id))?
-        {
-            StartExecResults::Attached { output, .. } => output,
-            StartExecResults::Detached => {
-                return Err(DriverError::Engine("the exec started detached".to_owned()));
+        if spec.env.is_empty() {
+            if let Some(runner) = self.idle_runner(id) {
+                return self
+                    .exec_on_runner(engine, id, runner, spec, output, cancel, started)
+                    .await;
             }
-        };
-
-        let mut guard = KillOnDrop(Some((engine.clone(), id.to_owned(), marker.clone())));
-        let mut pump = Pump::new(stream, output, token);
-        let deadline = spec.timeout.map(|timeout| started + timeout);
-        let end = tokio::select! {
-            biased;
-            result = pump.run() => End::Exited(result),
-            () = cancel.cancelled() => End::Cancelled,
-            () = sleep_until(deadline) => End::TimedOut,
-        };
-        let (timed_out, killed) = match end {
-            End::Exited(Ok(())) => (false, false),
-            End::Exited(Err(err)) => {
-                // Without its output the command cannot be followed: do not leave it behind.
-                engine.kill_processes(id, pump.pgid(), &marker).await;
-                guard.disarm();
-                return Err(engine.container_error(err, id));
-            }
-            End::Cancelled => (false, true),
-            End::TimedOut => (true, true),
-        };
-        if killed {
-            engine.kill_processes(id, pump.pgid(), &marker).await;
+            self.warm(engine, id);
         }
-        guard.disarm();
-        if killed {
-            let mut drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
-            if drained.is_err() {
-                // The receiver is not keeping up: the engine only finishes the exec once its
-                // output is read, so read it without passing it on.
-                pump.output = None;
-                drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
-            }
-            match drained {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::debug!(container = id, %err, "reading a killed command's output");
-                }
-                Err(_) => tracing::warn!(container = id, "a killed command's output did not end"),
-            }
-        }
-        let exit_code = match engine.exit_code(&exec.id).await {
-            Ok(code) => code,
-            Err(err) if killed => {
-                tracing::debug!(container = id, %err, "inspecting a killed exec");
-                None
-            }
-            Err(err) => return Err(err),
-        };
-        let oom_killed = !killed
-            && exit_code == Some(137)
-            && engine.oom_killed_since(id, pump.header.oom_kills()).await;
-        Ok(ExecOutcome {
-            exit_code,
-            timed_out,
-            killed,
-            oom_killed,
-            duration: started.elapsed(),
-        })
+        self.exec_via_engine(engine, id, spec, output, cancel, started)
+            .await
     }
 
     async fn connect(&self, id: &str, port: u16) -> Result<Box<dyn Connection>, DriverError> {
@@ -755,6 +679,9 @@ impl Driver for DockerDriver {
     }
 
     async fn remove(&self, id: &str) -> Result<(), DriverError> {
+        if let Ok(mut runners) = self.runners.lock() {
+            runners.remove(id);
+        }
         self.engine().await?.remove(id).await
     }
 
@@ -953,6 +880,279 @@ impl Pump {
         if !rest.is_empty() {
             self.pending.push_back(Chunk::Stderr(rest.into()));
         }
+    }
+}
+
+impl DockerDriver {
+    /// [`Driver::exec`] through an engine exec of its own.
+    async fn exec_via_engine(
+        &self,
+        engine: &Engine,
+        id: &str,
+        spec: ExecSpec,
+        output: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+        started: Instant,
+    ) -> Result<ExecOutcome, DriverError> {
+        let token = token();
+        let marker = format!("{MARKER_VAR}={token}");
+        let mut env = spec.env;
+        env.push(marker.clone());
+        let exec = engine
+            .docker
+            .create_exec(
+                id,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    env: Some(env),
+                    working_dir: Some(spec.cwd),
+                    cmd: Some(vec![
+                        "/bin/sh".to_owned(),
+                        "-c".to_owned(),
+                        format!("{OOM_COUNTER_FN}{WRAPPER_SCRIPT}"),
+                        token.clone(),
+                        spec.cmd,
+                    ]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|err| engine.container_error(err, id))?;
+        let stream = match engine
+            .docker
+            .start_exec(&exec.id, None::<StartExecOptions>)
+            .await
+            .map_err(|err| engine.container_error(err, id))?
+        {
+            StartExecResults::Attached { output, .. } => output,
+            StartExecResults::Detached => {
+                return Err(DriverError::Engine("the exec started detached".to_owned()));
+            }
+        };
+
+        let mut guard = KillOnDrop(Some((engine.clone(), id.to_owned(), marker.clone())));
+        let mut pump = Pump::new(stream, output, token);
+        let deadline = spec.timeout.map(|timeout| started + timeout);
+        let end = tokio::select! {
+            biased;
+            result = pump.run() => End::Exited(result),
+            () = cancel.cancelled() => End::Cancelled,
+            () = sleep_until(deadline) => End::TimedOut,
+        };
+        let (timed_out, killed) = match end {
+            End::Exited(Ok(())) => (false, false),
+            End::Exited(Err(err)) => {
+                // Without its output the command cannot be followed: do not leave it behind.
+                engine.kill_processes(id, pump.pgid(), &marker).await;
+                guard.disarm();
+                return Err(engine.container_error(err, id));
+            }
+            End::Cancelled => (false, true),
+            End::TimedOut => (true, true),
+        };
+        if killed {
+            engine.kill_processes(id, pump.pgid(), &marker).await;
+        }
+        guard.disarm();
+        if killed {
+            let mut drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
+            if drained.is_err() {
+                // The receiver is not keeping up: the engine only finishes the exec once its
+                // output is read, so read it without passing it on.
+                pump.output = None;
+                drained = tokio::time::timeout(KILL_DRAIN, pump.run()).await;
+            }
+            match drained {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::debug!(container = id, %err, "reading a killed command's output");
+                }
+                Err(_) => tracing::warn!(container = id, "a killed command's output did not end"),
+            }
+        }
+        let exit_code = match engine.exit_code(&exec.id).await {
+            Ok(code) => code,
+            Err(err) if killed => {
+                tracing::debug!(container = id, %err, "inspecting a killed exec");
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        let oom_killed = !killed
+            && exit_code == Some(137)
+            && engine.oom_killed_since(id, pump.header.oom_kills()).await;
+        Ok(ExecOutcome {
+            exit_code,
+            timed_out,
+            killed,
+            oom_killed,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn idle_runner(&self, id: &str) -> Option<Runner> {
+        self.runners.lock().ok()?.get_mut(id)?.pop()
+    }
+
+    fn park_runner(&self, id: &str, runner: Runner) {
+        if let Ok(mut runners) = self.runners.lock() {
+            let idle = runners.entry(id.to_owned()).or_default();
+            if idle.len() < IDLE_RUNNERS {
+                idle.push(runner);
+            }
+        }
+    }
+
+    /// Starts a runner for the container in the background, unless one is being started.
+    fn warm(&self, engine: &Engine, id: &str) {
+        let Ok(mut warming) = self.warming.lock() else {
+            return;
+        };
+        if !warming.insert(id.to_owned()) {
+            return;
+        }
+        let (engine, id) = (engine.clone(), id.to_owned());
+        let (runners, warming) = (self.runners.clone(), self.warming.clone());
+        tokio::spawn(async move {
+            match start_runner(&engine, &id).await {
+                Ok(runner) => {
+                    if let Ok(mut runners) = runners.lock() {
+                        let idle = runners.entry(id.clone()).or_default();
+                        if idle.len() < IDLE_RUNNERS {
+                            idle.push(runner);
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(container = id, %error, "starting a runner"),
+            }
+            if let Ok(mut warming) = warming.lock() {
+                warming.remove(&id);
+            }
+        });
+    }
+
+    /// [`Driver::exec`] on a warm runner: the same outcome, without an engine exec unless the
+    /// command has to be killed or may have been OOM-killed.
+    #[allow(clippy::too_many_arguments)]
+    async fn exec_on_runner(
+        &self,
+        engine: &Engine,
+        id: &str,
+        mut runner: Runner,
+        spec: ExecSpec,
+        output: mpsc::Sender<Chunk>,
+        cancel: CancellationToken,
+        started: Instant,
+    ) -> Result<ExecOutcome, DriverError> {
+        let token = token();
+        let marker = format!("{MARKER_VAR}={token}");
+        if let Err(error) = runner.send(&token, &spec.cwd, &spec.cmd).await {
+            // A runner whose container restarted or whose shell died: run it the slow way.
+            tracing::debug!(container = id, %error, "a runner refused a command");
+            return self
+                .exec_via_engine(engine, id, spec, output, cancel, started)
+                .await;
+        }
+        let mut guard = KillOnDrop(Some((engine.clone(), id.to_owned(), marker.clone())));
+        let mut pump = RunnerPump::new(token, output);
+        let deadline = spec.timeout.map(|timeout| started + timeout);
+        let end = tokio::select! {
+            biased;
+            result = pump.run(&mut runner) => Some(result),
+            () = cancel.cancelled() => None,
+            () = sleep_until(deadline) => None,
+        };
+        let timed_out = end.is_none() && !cancel.is_cancelled();
+        let killed = end.is_none();
+        let end = match end {
+            Some(end) => end,
+            None => {
+                engine.kill_processes(id, pump.pgid, &marker).await;
+                let mut drained = tokio::time::timeout(KILL_DRAIN, pump.run(&mut runner)).await;
+                if drained.is_err() {
+                    // The receiver is not keeping up: read the rest without passing it on.
+                    pump.sink = None;
+                    drained = tokio::time::timeout(KILL_DRAIN, pump.run(&mut runner)).await;
+                }
+                drained.unwrap_or(Ok(Ended::RunnerGone))
+            }
+        };
+        guard.disarm();
+        let exit_code = match end {
+            Ok(Ended::Exited(status)) => {
+                self.park_runner(id, runner);
+                Some(status)
+            }
+            // The runner had died before it took the command (its processes were killed):
+            // nothing ran, so run it the slow way.
+            Ok(Ended::RunnerGone) if !killed && !pump.started => {
+                let Some(output) = pump.sink.take() else {
+                    return Err(DriverError::Engine("the runner ended".to_owned()));
+                };
+                return self
+                    .exec_via_engine(engine, id, spec, output, cancel, started)
+                    .await;
+            }
+            Ok(Ended::RunnerGone) => None,
+            Err(err) if killed => {
+                tracing::debug!(container = id, %err, "reading a killed command's output");
+                None
+            }
+            Err(err) => {
+                engine.kill_processes(id, pump.pgid, &marker).await;
+                return Err(engine.container_error(err, id));
+            }
+        };
+        let oom_killed = !killed
+            && matches!(exit_code, Some(137) | None)
+            && engine.oom_killed_since(id, pump.oom_kills).await;
+        Ok(ExecOutcome {
+            exit_code,
+            timed_out,
+            killed,
+            oom_killed,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// A shell in the container that runs commands sent to its stdin ([`RUNNER_SCRIPT`]).
+async fn start_runner(engine: &Engine, id: &str) -> Result<Runner, DriverError> {
+    let exec = engine
+        .docker
+        .create_exec(
+            id,
+            ExecConfig {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                working_dir: Some("/".to_owned()),
+                cmd: Some(vec![
+                    "/bin/sh".to_owned(),
+                    "-c".to_owned(),
+                    RUNNER_SCRIPT.to_owned(),
+                    "autonoma-runner".to_owned(),
+                    format!("{OOM_COUNTER_FN}{WRAPPER_SCRIPT}"),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|err| engine.container_error(err, id))?;
+    match engine
+        .docker
+        .start_exec(&exec.id, None::<StartExecOptions>)
+        .await
+        .map_err(|err| engine.container_error(err, id))?
+    {
+        StartExecResults::Attached { output, input } => Ok(Runner {
+            input,
+            output: output.boxed(),
+        }),
+        StartExecResults::Detached => Err(DriverError::Engine(
+            "the runner started detached".to_owned(),
+        )),
     }
 }
 

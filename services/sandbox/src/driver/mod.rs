@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod docker;
+mod runner;
 
 pub use docker::DockerDriver;
 
