@@ -505,6 +505,8 @@ impl Driver for DockerDriver {
             }
             return Err(err);
         }
+        // The first command should not wait for an engine exec either.
+        self.warm(engine, &created.id);
         Ok(created.id)
     }
 
