@@ -48,3 +48,33 @@ pub fn docker_host() -> String {
         ),
     }
 }
+
+/// How the MCP client the tests drive is installed.
+const MCP_INSTALL: &str = "python3 -m venv ~/.cache/autonoma/venv && \
+                           ~/.cache/autonoma/venv/bin/pip install 'moto[server]' mcp";
+
+/// The Python interpreter with the MCP SDK; fails the test with install instructions when
+/// there is none.
+pub fn mcp_python() -> String {
+    let python = std::env::var("TEST_MCP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "TEST_MCP_PYTHON is not set. Run the tests with `cargo autonoma test`, which points it \
+             at the venv of .ci/run, or install the MCP SDK ({MCP_INSTALL}) and set \
+             TEST_MCP_PYTHON=~/.cache/autonoma/venv/bin/python"
+        )
+    });
+    let probe = std::process::Command::new(&python)
+        .args(["-c", "import mcp"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => python,
+        Ok(output) => panic!(
+            "`{python} -c 'import mcp'` failed: the MCP SDK is not installed there. Install it \
+             with {MCP_INSTALL} (or run .ci/run).\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(e) => {
+            panic!("TEST_MCP_PYTHON={python} cannot be run ({e}); install with {MCP_INSTALL}")
+        }
+    }
+}

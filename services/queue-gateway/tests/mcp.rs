@@ -18,8 +18,6 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 
 /// Bounds every exchange with the client; its own calls are bounded at 60 s.
 const LINE_TIMEOUT: Duration = Duration::from_secs(90);
-const INSTALL: &str = "python3 -m venv ~/.cache/autonoma/venv && \
-                       ~/.cache/autonoma/venv/bin/pip install 'moto[server]' mcp";
 
 async fn start() -> Gateway {
     start_with(&[]).await
@@ -31,30 +29,6 @@ async fn start_with(extra: &[(&str, &str)]) -> Gateway {
     let mut env = vec![("SHUTDOWN_GRACE", "120s".to_owned())];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     common::start_with(Backends::Embedded, &env).await
-}
-
-/// The Python interpreter with the MCP SDK; fails the test with install instructions when
-/// there is none.
-fn mcp_python() -> String {
-    let python = std::env::var("TEST_MCP_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "TEST_MCP_PYTHON is not set. Run the tests with `cargo autonoma test`, which points it \
-             at the venv of .ci/run, or install the MCP SDK ({INSTALL}) and set \
-             TEST_MCP_PYTHON=~/.cache/autonoma/venv/bin/python"
-        )
-    });
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import mcp"])
-        .output();
-    match probe {
-        Ok(output) if output.status.success() => python,
-        Ok(output) => panic!(
-            "`{python} -c 'import mcp'` failed: the MCP SDK is not installed there. Install it \
-             with {INSTALL} (or run .ci/run).\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(e) => panic!("TEST_MCP_PYTHON={python} cannot be run ({e}); install with {INSTALL}"),
-    }
 }
 
 /// The Python MCP client, connected and initialised.
@@ -102,7 +76,7 @@ impl Called {
 impl Client {
     async fn connect(gateway: &Gateway) -> Self {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
-        let mut child = tokio::process::Command::new(mcp_python())
+        let mut child = tokio::process::Command::new(autonoma_testkit::mcp_python())
             .arg(script)
             .arg(format!("{}/mcp", gateway.base))
             .arg(KEY)

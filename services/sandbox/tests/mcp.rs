@@ -17,8 +17,6 @@ use tokio::io::AsyncReadExt;
 
 /// Bounds the whole scripted run of the client; its own calls are bounded at 60 s each.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-const INSTALL: &str = "python3 -m venv ~/.cache/autonoma/venv && \
-                       ~/.cache/autonoma/venv/bin/pip install mcp";
 const TOOLS: [&str; 12] = [
     "checkpoint",
     "dev_start",
@@ -34,34 +32,10 @@ const TOOLS: [&str; 12] = [
     "session_state",
 ];
 
-/// The Python interpreter with the MCP SDK; fails the test with install instructions when
-/// there is none.
-fn mcp_python() -> String {
-    let python = std::env::var("TEST_MCP_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "TEST_MCP_PYTHON is not set. Run the tests with `cargo autonoma test`, which points it \
-             at the venv of .ci/run, or install the MCP SDK ({INSTALL}) and set \
-             TEST_MCP_PYTHON=~/.cache/autonoma/venv/bin/python"
-        )
-    });
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import mcp"])
-        .output();
-    match probe {
-        Ok(output) if output.status.success() => python,
-        Ok(output) => panic!(
-            "`{python} -c 'import mcp'` failed: the MCP SDK is not installed there. Install it \
-             with {INSTALL} (or run .ci/run).\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(e) => panic!("TEST_MCP_PYTHON={python} cannot be run ({e}); install with {INSTALL}"),
-    }
-}
-
 /// Runs the client's scenario against the session and returns what it saw.
 async fn run_client(service: &Service, session: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
-    let mut child = tokio::process::Command::new(mcp_python())
+    let mut child = tokio::process::Command::new(autonoma_testkit::mcp_python())
         .arg(script)
         .arg(service.url(&format!("/api/sessions/{session}/mcp")))
         .arg(KEY)
