@@ -64,9 +64,7 @@ impl LogHub {
             redactor,
         }
     }
-}
 
-impl LogHub {
     /// Appends one whole line.
     pub fn line(&self, stream: Stream, line: &str) {
         let Ok(mut ring) = self.state.lock() else {

@@ -1435,7 +1435,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(Problem::internal)
 }
 
-fn not_found(id: Uuid) -> Problem {
+pub fn not_found(id: Uuid) -> Problem {
     Problem::not_found(format!("No session {id}.")).kind("session-not-found")
 }
 

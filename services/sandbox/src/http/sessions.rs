@@ -136,7 +136,7 @@ async fn list_tool_calls(
         .map_err(Problem::internal)?
         .is_none()
     {
-        return Err(Problem::not_found(format!("No session {id}.")).kind("session-not-found"));
+        return Err(crate::sandbox::not_found(id));
     }
     let calls = store::tool_calls(sandbox.pool(), id, query.after, limit)
         .await
