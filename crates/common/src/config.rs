@@ -187,14 +187,20 @@ impl Spec {
     /// Compiles the section of `service` of a schema document shaped like
     /// `infra/config.schema.json`.
     pub fn from_document(root: &Value, service: &str) -> Result<Spec, ConfigError> {
+        Spec::from_section(root, "services", service)
+    }
+
+    /// Compiles the section of a command-line tool (`commands.<name>` in the schema): the
+    /// variables a binary reads when it runs a one-off command instead of serving.
+    pub fn for_command(name: &str) -> Result<Spec, ConfigError> {
+        Spec::from_section(schema()?, "commands", name)
+    }
+
+    fn from_section(root: &Value, kind: &str, service: &str) -> Result<Spec, ConfigError> {
         let section = root
-            .get("services")
+            .get(kind)
             .and_then(|s| s.get(service))
-            .ok_or_else(|| {
-                ConfigError::Schema(format!(
-                    "no section for service {service:?} under \"services\""
-                ))
-            })?;
+            .ok_or_else(|| ConfigError::Schema(format!("no section {service:?} under {kind:?}")))?;
         let defs = root
             .get("$defs")
             .cloned()
@@ -204,7 +210,7 @@ impl Spec {
             Value::Object(map) => map.clone(),
             _ => {
                 return Err(ConfigError::Schema(format!(
-                    "services.{service} must be an object schema"
+                    "{kind}.{service} must be an object schema"
                 )));
             }
         };
@@ -215,7 +221,7 @@ impl Spec {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&Value::Object(standalone))
-            .map_err(|e| ConfigError::Schema(format!("services.{service}: {e}")))?;
+            .map_err(|e| ConfigError::Schema(format!("{kind}.{service}: {e}")))?;
 
         let mut required = BTreeSet::new();
         let mut properties = Map::new();
@@ -260,7 +266,7 @@ impl Spec {
         }
         if let Some(unknown) = required.iter().find(|name| !vars.contains_key(*name)) {
             return Err(ConfigError::Schema(format!(
-                "services.{service} requires {unknown} but declares no such property"
+                "{kind}.{service} requires {unknown} but declares no such property"
             )));
         }
         Ok(Spec {
@@ -293,7 +299,7 @@ impl Spec {
                 .map(String::as_str)
                 .filter(|v| !v.is_empty());
             let (status, value, reason) = match raw {
-                Some(raw) => match coerce(raw, &var.kind) {
+                Some(raw) => match coerce(&with_scheme(var, raw), &var.kind) {
                     Ok(value) => (KeyStatus::Ok, Some(value), None),
                     Err(reason) => (KeyStatus::Invalid, None, Some(reason)),
                 },
@@ -453,6 +459,26 @@ fn value_kind(root: &Value, schema: &Map<String, Value>) -> Result<ValueKind, St
     }
 }
 
+/// A `serviceUrl` given as `host:port` (what Render's `fromService … property: hostport`
+/// provides) is read as `http://host:port`; anything else is left as it is.
+fn with_scheme<'a>(var: &VarSpec, raw: &'a str) -> std::borrow::Cow<'a, str> {
+    let raw_trimmed = raw.trim();
+    let hostport = var.schema.get("x-hostport") == Some(&Value::Bool(true))
+        && !raw_trimmed.contains("://")
+        && raw_trimmed.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && port.parse::<u16>().is_ok()
+        });
+    if hostport {
+        std::borrow::Cow::Owned(format!("http://{raw_trimmed}"))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
+}
+
 /// Converts an environment string to the JSON value the schema judges.
 pub fn coerce(raw: &str, kind: &ValueKind) -> Result<Value, String> {
     let raw = raw.trim();
@@ -502,13 +528,22 @@ pub struct Loaded<T> {
 
 /// Reads `.env` (if present) and the process environment, validates and types them.
 pub fn load<T: DeserializeOwned>(service: &str) -> Result<Loaded<T>, ConfigError> {
+    evaluate(Spec::for_service(service)?, &process_env()?)
+}
+
+/// `.env` (if present) under the process environment.
+fn process_env() -> Result<HashMap<String, String>, ConfigError> {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         Err(e) => return Err(ConfigError::EnvFile(e.to_string())),
     }
-    let env: HashMap<String, String> = std::env::vars().collect();
-    load_from(service, &env)
+    Ok(std::env::vars().collect())
+}
+
+/// Like [`load`], for a command-line tool's section (`commands.<name>`).
+pub fn load_command<T: DeserializeOwned>(name: &str) -> Result<Loaded<T>, ConfigError> {
+    evaluate(Spec::for_command(name)?, &process_env()?)
 }
 
 /// Like [`load`], from an explicit environment.
@@ -516,7 +551,14 @@ pub fn load_from<T: DeserializeOwned>(
     service: &str,
     env: &HashMap<String, String>,
 ) -> Result<Loaded<T>, ConfigError> {
-    let spec = Spec::for_service(service)?;
+    evaluate(Spec::for_service(service)?, env)
+}
+
+fn evaluate<T: DeserializeOwned>(
+    spec: Spec,
+    env: &HashMap<String, String>,
+) -> Result<Loaded<T>, ConfigError> {
+    let service = spec.service().to_owned();
     let Evaluation { report, values } = spec.evaluate(env);
     if !report.valid {
         return Err(ConfigError::Invalid(report));

@@ -263,3 +263,26 @@ fn values_are_typed_from_strings() {
     );
     assert!(coerce("4x", &ValueKind::Integer).is_err());
 }
+
+#[test]
+fn service_urls_accept_renders_hostport() {
+    let spec = Spec::for_service("echo-agent").expect("section");
+    let mut env = valid_env(&spec);
+    env.insert(
+        "ORCHESTRATOR_URL".into(),
+        "autonoma-orchestrator:10000".into(),
+    );
+    let evaluation = spec.evaluate(&env);
+    assert!(
+        evaluation.report.valid,
+        "{}",
+        evaluation.report.render_text()
+    );
+    assert_eq!(
+        evaluation.values["ORCHESTRATOR_URL"],
+        Value::from("http://autonoma-orchestrator:10000")
+    );
+    // Only host:port is completed; a word without a port stays invalid.
+    env.insert("ORCHESTRATOR_URL".into(), "autonoma-orchestrator".into());
+    assert!(!spec.evaluate(&env).report.valid);
+}

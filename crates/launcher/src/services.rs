@@ -47,6 +47,14 @@ pub const SERVICES: &[ServiceSpec] = &[
         sandbox: false,
     },
     ServiceSpec {
+        name: "renderctl",
+        port_offset: 3,
+        database: true,
+        agent: false,
+        blobs: false,
+        sandbox: false,
+    },
+    ServiceSpec {
         name: "queue-gateway",
         port_offset: 5,
         database: true,

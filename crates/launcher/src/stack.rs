@@ -158,6 +158,10 @@ async fn run_services(
             env.push(("SANDBOX_PREVIEW_BASE_URL", url.clone()));
             env.push(("REQUEST_TIMEOUT", "130s".to_owned()));
         }
+        if spec.name == "renderctl" {
+            let blueprint = crate::workspace::root()?.join("render.yaml");
+            env.push(("RENDER_BLUEPRINT_PATH", blueprint.display().to_string()));
+        }
         if spec.agent {
             if let Some(orchestrator_url) = &orchestrator_url {
                 env.push(("ORCHESTRATOR_URL", orchestrator_url.clone()));

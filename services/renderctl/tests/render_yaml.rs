@@ -1,0 +1,146 @@
+//! The product's own `render.yaml`: valid against Render's published Blueprint schema, and
+//! shaped the way this product deploys (Docker web services checked on /health, the dashboard
+//! as a static site, one Postgres, shared secrets in an env group).
+
+use std::collections::BTreeSet;
+
+use autonoma_common::config::Spec;
+use renderctl::blueprint::{Blueprint, BlueprintEnvVar, validate};
+use renderctl::render::ServiceType;
+
+fn render_yaml() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../render.yaml");
+    std::fs::read_to_string(path).expect("render.yaml at the repository root")
+}
+
+#[test]
+fn render_yaml_validates_against_the_blueprint_schema() {
+    let document: serde_json::Value =
+        yaml_serde::from_str(&render_yaml()).expect("render.yaml is YAML");
+    let errors = validate(&document);
+    assert!(
+        errors.is_empty(),
+        "render.yaml breaks the Blueprint schema: {errors:#?}"
+    );
+    Blueprint::parse(&render_yaml()).expect("render.yaml's references resolve");
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    let document = serde_json::json!({
+        "services": [{ "type": "web", "name": "x", "runtime": "docker", "plan": "enormous" }]
+    });
+    let errors = validate(&document);
+    assert!(
+        errors.iter().any(|e| e.path.starts_with("services[0]")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn every_service_is_a_docker_web_service_and_the_dashboard_a_static_site() {
+    let blueprint = Blueprint::parse(&render_yaml()).expect("valid");
+    let names: BTreeSet<String> = blueprint
+        .services
+        .iter()
+        .filter(|s| s.service_type() == Some(ServiceType::WebService))
+        .map(|s| s.name.trim_start_matches("autonoma-").to_owned())
+        .collect();
+    let expected: BTreeSet<String> = autonoma_common::config::service_names()
+        .expect("config schema")
+        .into_iter()
+        .collect();
+    assert_eq!(names, expected, "one Docker web service per service");
+    for service in &blueprint.services {
+        if service.service_type() == Some(ServiceType::WebService) {
+            assert_eq!(
+                service.runtime.as_deref(),
+                Some("docker"),
+                "{}",
+                service.name
+            );
+            assert_eq!(
+                service.health_check_path.as_deref(),
+                Some("/health"),
+                "{}",
+                service.name
+            );
+            let dockerfile = service.dockerfile_path.as_deref().expect("dockerfilePath");
+            assert!(dockerfile.ends_with("/Dockerfile"), "{dockerfile}");
+        }
+    }
+    let dashboard = blueprint.service("autonoma-dashboard").expect("dashboard");
+    assert_eq!(dashboard.service_type(), Some(ServiceType::StaticSite));
+    assert!(dashboard.static_publish_path.is_some() && dashboard.build_command.is_some());
+    assert_eq!(blueprint.databases.len(), 1);
+    assert_eq!(blueprint.env_var_groups.len(), 1);
+
+    let all_vars: Vec<&BlueprintEnvVar> = blueprint
+        .services
+        .iter()
+        .flat_map(|s| &s.env_vars)
+        .collect();
+    let group_vars: Vec<&BlueprintEnvVar> = blueprint
+        .env_var_groups
+        .iter()
+        .flat_map(|g| &g.env_vars)
+        .collect();
+    assert!(
+        all_vars
+            .iter()
+            .any(|v| matches!(v, BlueprintEnvVar::FromDatabase { .. }))
+    );
+    assert!(
+        all_vars
+            .iter()
+            .any(|v| matches!(v, BlueprintEnvVar::FromService { .. }))
+    );
+    assert!(
+        all_vars
+            .iter()
+            .any(|v| matches!(v, BlueprintEnvVar::FromGroup { .. }))
+    );
+    assert!(group_vars.iter().any(|v| matches!(
+        v,
+        BlueprintEnvVar::Plain { key, generate_value: true, .. } if key == "INTERNAL_API_KEYS"
+    )));
+}
+
+#[test]
+fn every_variable_render_yaml_sets_is_one_the_service_reads() {
+    let blueprint = Blueprint::parse(&render_yaml()).expect("valid");
+    let group_keys: Vec<String> = blueprint
+        .env_var_groups
+        .iter()
+        .flat_map(|g| &g.env_vars)
+        .filter_map(key)
+        .collect();
+    for service in &blueprint.services {
+        if service.service_type() != Some(ServiceType::WebService) {
+            continue;
+        }
+        let name = service.name.trim_start_matches("autonoma-");
+        let spec = Spec::for_service(name).expect("a config section per service");
+        let keys = service
+            .env_vars
+            .iter()
+            .filter_map(key)
+            .chain(group_keys.clone());
+        for key in keys {
+            assert!(
+                spec.var(&key).is_some(),
+                "render.yaml sets {key} on {}, which its config schema does not know",
+                service.name
+            );
+        }
+    }
+}
+
+fn key(var: &BlueprintEnvVar) -> Option<String> {
+    match var {
+        BlueprintEnvVar::FromDatabase { key, .. }
+        | BlueprintEnvVar::FromService { key, .. }
+        | BlueprintEnvVar::Plain { key, .. } => Some(key.clone()),
+        BlueprintEnvVar::FromGroup { .. } => None,
+    }
+}
