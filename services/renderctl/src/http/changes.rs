@@ -3,14 +3,13 @@
 
 use autonoma_common::Problem;
 use autonoma_common::extract::{Json, Query};
-use autonoma_common::problem::FieldError;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::TAG;
+use super::{TAG, limit_param};
 use crate::Renderctl;
 use crate::changes::ChangeOut;
 use crate::monitor::{self, FindingOut};
@@ -42,21 +41,6 @@ pub struct ChangesOut {
     pub next_before: Option<i64>,
 }
 
-fn check_limit(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
-    let limit = limit.unwrap_or(default);
-    if (1..=MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(Problem::validation(
-            "The query is not valid.",
-            [FieldError {
-                field: "limit".into(),
-                message: format!("must be 1 to {MAX_LIMIT}"),
-            }],
-        ))
-    }
-}
-
 /// Every change renderctl made on Render, newest first: who, what, before, after (settings and
 /// env keys, never env values) and Render's answer.
 #[utoipa::path(get, path = "/render/changes", tag = TAG,
@@ -70,7 +54,7 @@ async fn list_changes(
     State(app): State<Renderctl>,
     Query(query): Query<ChangesQuery>,
 ) -> Result<Json<ChangesOut>, Problem> {
-    let limit = check_limit(query.limit, 50)?;
+    let limit = limit_param(query.limit, 50, MAX_LIMIT)?;
     let items = app
         .recorder
         .list(query.target_id.as_deref(), query.before, limit)
@@ -101,7 +85,7 @@ async fn list_findings(
     State(app): State<Renderctl>,
     Query(query): Query<FindingsQuery>,
 ) -> Result<Json<Vec<FindingOut>>, Problem> {
-    let limit = check_limit(query.limit, 50)?;
+    let limit = limit_param(query.limit, 50, MAX_LIMIT)?;
     let Some(pool) = app.recorder.pool() else {
         return Ok(Json(Vec::new()));
     };

@@ -3,7 +3,6 @@
 
 use autonoma_common::Problem;
 use autonoma_common::extract::{Json, Query};
-use autonoma_common::problem::FieldError;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{TAG, actor};
+use super::{TAG, actor, limit_param, next_cursor};
 use crate::Renderctl;
 use crate::changes::{NewChange, Origin};
 use crate::render::{Deploy, PAGE_LIMIT};
@@ -118,30 +117,14 @@ async fn list_deploys(
     Path(id): Path<String>,
     Query(query): Query<DeploysQuery>,
 ) -> Result<Json<DeploysOut>, Problem> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=PAGE_LIMIT).contains(&limit) {
-        return Err(Problem::validation(
-            "The query is not valid.",
-            [FieldError {
-                field: "limit".into(),
-                message: format!("must be 1 to {PAGE_LIMIT}"),
-            }],
-        ));
-    }
+    let limit = limit_param(query.limit, 20, PAGE_LIMIT)?;
     app.require_token()?;
     let page = app
         .client
         .list_deploys(&id, query.cursor.as_deref(), limit)
         .await?;
-    let next_cursor = if page.items.len() as u32 >= limit {
-        page.cursor
-    } else {
-        None
-    };
-    Ok(Json(DeploysOut {
-        items: page.items,
-        next_cursor,
-    }))
+    let (items, next_cursor) = next_cursor(page, limit);
+    Ok(Json(DeploysOut { items, next_cursor }))
 }
 
 /// One deploy of the service.

@@ -12,6 +12,7 @@ pub mod services;
 
 use autonoma_common::Problem;
 use autonoma_common::auth::{bearer_token, decode_basic, require_operator};
+use autonoma_common::problem::FieldError;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::from_fn;
 use serde_json::json;
@@ -30,6 +31,28 @@ pub fn router(app: Renderctl) -> OpenApiRouter {
         .merge(changes::router())
         .route_layer(from_fn(require_operator))
         .with_state(app)
+}
+
+/// `limit` of a list query: `default` when absent, else 1 to `max`.
+pub fn limit_param(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Problem> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::validation(
+            "The query is not valid.",
+            [FieldError {
+                field: "limit".into(),
+                message: format!("must be 1 to {max}"),
+            }],
+        ))
+    }
+}
+
+/// The cursor of the next page of one of Render's lists: none once a page comes back short.
+pub fn next_cursor<T>(page: crate::render::Page<T>, limit: u32) -> (Vec<T>, Option<String>) {
+    let full = page.items.len() as u32 >= limit;
+    (page.items, if full { page.cursor } else { None })
 }
 
 /// Who made a request, for the change record: the Basic Auth user, or `internal`.

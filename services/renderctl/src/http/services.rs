@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{TAG, actor};
+use super::{TAG, actor, limit_param, next_cursor};
 use crate::Renderctl;
 use crate::changes::{NewChange, Origin};
 use crate::render::{
@@ -268,16 +268,7 @@ async fn list_services(
     State(app): State<Renderctl>,
     Query(query): Query<ServicesQuery>,
 ) -> Result<Json<ServicesOut>, Problem> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=PAGE_LIMIT).contains(&limit) {
-        return Err(Problem::validation(
-            "The query is not valid.",
-            [FieldError {
-                field: "limit".into(),
-                message: format!("must be 1 to {PAGE_LIMIT}"),
-            }],
-        ));
-    }
+    let limit = limit_param(query.limit, 20, PAGE_LIMIT)?;
     let mut types = Vec::new();
     for kind in split(query.kind.as_deref()) {
         match serde_json::from_value::<ServiceType>(json!(kind)) {
@@ -305,15 +296,8 @@ async fn list_services(
         .client
         .list_services(&filter, query.cursor.as_deref(), limit)
         .await?;
-    let next_cursor = if page.items.len() as u32 >= limit {
-        page.cursor
-    } else {
-        None
-    };
-    Ok(Json(ServicesOut {
-        items: page.items,
-        next_cursor,
-    }))
+    let (items, next_cursor) = next_cursor(page, limit);
+    Ok(Json(ServicesOut { items, next_cursor }))
 }
 
 fn split(value: Option<&str>) -> Vec<String> {
