@@ -461,3 +461,26 @@ async fn without_a_token_every_render_endpoint_says_so_and_calls_nothing() {
         "no request reached Render"
     );
 }
+
+#[tokio::test]
+async fn an_exhausted_rate_limit_holds_requests_back_until_it_resets() {
+    let stack = start().await;
+    stack.fake.set_rate_limit(2);
+    for _ in 0..2 {
+        let (status, body) = stack.get("/render/services").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // `Ratelimit-Remaining: 0` came back: the next call waits for `Ratelimit-Reset` (at least
+    // a second, at most RENDER_RATE_LIMIT_MAX_WAIT) instead of spending a request on a 429.
+    let started = Instant::now();
+    let (status, _) = stack.get("/render/services").await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "held back");
+    assert!(
+        status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+        "{status}"
+    );
+    let statuses: Vec<u16> = stack.fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses.len(), 3, "no request storm: {statuses:?}");
+    assert_eq!(&statuses[..2], [200, 200]);
+    stack.assert_contract_kept();
+}
