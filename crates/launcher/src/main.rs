@@ -1,5 +1,6 @@
 //! `autonoma`: run the whole stack locally, run every test, apply migrations.
 
+mod dashboard;
 mod envfile;
 mod podman;
 mod services;

@@ -46,6 +46,15 @@ pub struct UpArgs {
     /// Use this database instead of starting a local Postgres.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The operator's sign-in name.
+    #[arg(long, env = "BASIC_AUTH_USER", default_value = "operator")]
+    pub user: String,
+    /// The operator's password (random when not given; printed once the stack is up).
+    #[arg(long, env = "BASIC_AUTH_PASS", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Internal API key(s), comma-separated (random when not given).
+    #[arg(long, env = "INTERNAL_API_KEYS", hide_env_values = true)]
+    pub internal_keys: Option<String>,
 }
 
 struct Running {
@@ -85,7 +94,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let outcome = run_services(&args, &binaries, &database_url, &state_dir).await;
+    let dashboard = crate::dashboard::prepare(&root, !args.no_build).await?;
+    let outcome = run_services(&args, &binaries, &database_url, &state_dir, dashboard).await;
     if let Some(cluster) = cluster {
         println!("{} stopping postgres", tag("launcher"));
         if let Err(error) = cluster.stop() {
@@ -105,16 +115,28 @@ async fn run_services(
     binaries: &[(String, PathBuf)],
     database_url: &str,
     state_dir: &Path,
+    dashboard: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let pool = sqlx_pool(database_url).await?;
     autonoma_common::db::migrate(&pool).await?;
     pool.close().await;
     println!("{} migrations applied", tag("launcher"));
 
-    let internal_key = random_secret(40);
-    let user = "operator".to_owned();
-    let pass = random_secret(20);
-    let dashboard_origins = "http://127.0.0.1:5173,http://localhost:5173".to_owned();
+    let internal_keys = args
+        .internal_keys
+        .clone()
+        .unwrap_or_else(|| random_secret(40));
+    let user = args.user.clone();
+    let pass = args.password.clone().unwrap_or_else(|| random_secret(20));
+    let dashboard_port = args
+        .base_port
+        .checked_add(crate::dashboard::PORT_OFFSET)
+        .context("--base-port is too high")?;
+    // The served dashboard and Vite's dev server (`npm run dev`) may open the WebSocket.
+    let dashboard_origins = format!(
+        "http://127.0.0.1:{dashboard_port},http://localhost:{dashboard_port},\
+         http://127.0.0.1:5173,http://localhost:5173"
+    );
 
     let mut running: Vec<Running> = Vec::new();
     let mut shutdown = Box::pin(shutdown_signal());
@@ -134,7 +156,7 @@ async fn run_services(
         let mut env = vec![
             ("HOST", "127.0.0.1".to_owned()),
             ("PORT", port.to_string()),
-            ("INTERNAL_API_KEYS", internal_key.clone()),
+            ("INTERNAL_API_KEYS", internal_keys.clone()),
             ("BASIC_AUTH_USER", user.clone()),
             ("BASIC_AUTH_PASS", pass.clone()),
             ("WS_ALLOWED_ORIGINS", dashboard_origins.clone()),
@@ -194,6 +216,27 @@ async fn run_services(
     for service in &running {
         readiness_of.push(readiness(&service.url).await);
     }
+    let service_urls: serde_json::Map<String, serde_json::Value> = running
+        .iter()
+        .map(|s| (s.spec.name.to_owned(), s.url.clone().into()))
+        .collect();
+    let dashboard_url = match &dashboard {
+        Some(dist) => {
+            match crate::dashboard::serve(dist, dashboard_port, service_urls.into()).await {
+                Ok((url, _server)) => Some(url),
+                Err(error) => {
+                    stop_all(&mut running).await;
+                    return Err(error);
+                }
+            }
+        }
+        None => None,
+    };
+    let stack_file = state_dir.join("stack.json");
+    if let Err(error) = write_stack_file(&stack_file, &running, dashboard_url.as_deref(), &user) {
+        stop_all(&mut running).await;
+        return Err(error);
+    }
     println!();
     println!("{} the stack is up:", tag("launcher"));
     for (service, readiness) in running.iter().zip(&readiness_of) {
@@ -204,8 +247,20 @@ async fn run_services(
             service.url,
         );
     }
-    println!("{}   operator sign-in: {user} / {pass}", tag("launcher"));
-    println!("{}   internal key:     {internal_key}", tag("launcher"));
+    if let Some(url) = &dashboard_url {
+        println!("{}   {:<14} {url}", tag("launcher"), "dashboard");
+    }
+    if args.password.is_none() {
+        println!("{}   operator sign-in: {user} / {pass}", tag("launcher"));
+    } else {
+        println!(
+            "{}   operator sign-in: {user} / (BASIC_AUTH_PASS)",
+            tag("launcher")
+        );
+    }
+    if args.internal_keys.is_none() {
+        println!("{}   internal key:     {internal_keys}", tag("launcher"));
+    }
     println!("{} Ctrl-C stops everything.", tag("launcher"));
 
     let died = tokio::select! {
@@ -226,7 +281,38 @@ async fn run_services(
         }
     };
     stop_all(&mut running).await;
+    let _ = std::fs::remove_file(&stack_file);
     Ok(code)
+}
+
+/// `stack.json` in the state directory while the stack is up: where the dashboard and each
+/// service answer and each service's pid, for tools and tests that drive the running stack.
+/// Written whole and renamed into place, so a reader never sees half of it.
+fn write_stack_file(
+    path: &Path,
+    running: &[Running],
+    dashboard: Option<&str>,
+    user: &str,
+) -> anyhow::Result<()> {
+    let services: serde_json::Map<String, serde_json::Value> = running
+        .iter()
+        .map(|s| {
+            (
+                s.spec.name.to_owned(),
+                serde_json::json!({ "url": s.url, "pid": s.child.id() }),
+            )
+        })
+        .collect();
+    let document = serde_json::json!({
+        "dashboard": dashboard,
+        "user": user,
+        "services": services,
+    });
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(&document)?)
+        .with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Empty when the service is ready; otherwise why not (a sandbox without a container engine
@@ -334,7 +420,7 @@ async fn prefix_lines(name: &'static str, stream: impl tokio::io::AsyncRead + Un
     }
 }
 
-fn tag(name: &str) -> String {
+pub(crate) fn tag(name: &str) -> String {
     format!("{name:>14} |")
 }
 

@@ -81,6 +81,53 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let selection = Selection::of(&args.extra);
+    let mut failed = false;
+    if selection.rust {
+        let status = cargo_tests(&root, &selection.cargo_args, &cluster, &moto, &podman).await?;
+        failed |= !status.success();
+    }
+    if selection.dashboard {
+        let docker_host = podman
+            .as_ref()
+            .map(|p| p.docker_host.clone())
+            .or_else(|| std::env::var("TEST_DOCKER_HOST").ok());
+        let passed =
+            crate::dashboard::run_tests(&root, &selection.dashboard_args, docker_host.as_deref())
+                .await;
+        match passed {
+            Ok(passed) => failed |= !passed,
+            Err(error) => {
+                eprintln!("autonoma test: dashboard tests could not run: {error:#}");
+                failed = true;
+            }
+        }
+    }
+
+    if let Some(cluster) = cluster {
+        cluster.stop()?;
+    }
+    if let Some(moto) = moto {
+        moto.stop().await;
+    }
+    if let Some(podman) = podman {
+        podman.stop().await;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `cargo nextest run` (or `cargo test`) with the addresses of what the tests talk to.
+async fn cargo_tests(
+    root: &Path,
+    extra: &[String],
+    cluster: &Option<Cluster>,
+    moto: &Option<Moto>,
+    podman: &Option<Podman>,
+) -> anyhow::Result<std::process::ExitStatus> {
     let nextest = tokio::process::Command::new(workspace::cargo())
         .args(["nextest", "--version"])
         .stdout(Stdio::null())
@@ -95,44 +142,99 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         println!("autonoma test: cargo-nextest not found; using cargo test");
         command.args(["test", "--no-fail-fast"]);
     }
-    if !selects_packages(&args.extra) {
+    if !selects_packages(extra) {
         command.arg("--workspace");
     }
-    command.args(&args.extra).current_dir(&root);
-    if let Some(cluster) = &cluster {
+    command.args(extra).current_dir(root);
+    if let Some(cluster) = cluster {
         command.env("TEST_DATABASE_URL", cluster.url("postgres"));
     }
-    if let Some(moto) = &moto {
+    if let Some(moto) = moto {
         command
             .env("TEST_SQS_ENDPOINT", &moto.endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing");
     }
-    if let Some(podman) = &podman {
+    if let Some(podman) = podman {
         command.env("TEST_DOCKER_HOST", &podman.docker_host);
     }
     if std::env::var_os("TEST_MCP_PYTHON").is_none() {
         command.env("TEST_MCP_PYTHON", venv_python());
     }
-    let status = command.status().await.context("running the tests");
-
-    if let Some(cluster) = cluster {
-        cluster.stop()?;
-    }
-    if let Some(moto) = moto {
-        moto.stop().await;
-    }
-    if let Some(podman) = podman {
-        podman.stop().await;
-    }
-    let status = status?;
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => ExitCode::FAILURE,
-    })
+    command.status().await.context("running the tests")
 }
+
+/// Which suites a `cargo autonoma test` run covers: without arguments the Rust workspace and
+/// the dashboard; `-p dashboard` names the dashboard alone (what follows `--` then goes to its
+/// browser tests, e.g. a file name); other `-p` names narrow it to those Rust packages.
+#[derive(Debug, PartialEq)]
+struct Selection {
+    rust: bool,
+    cargo_args: Vec<String>,
+    dashboard: bool,
+    dashboard_args: Vec<String>,
+}
+
+impl Selection {
+    fn of(extra: &[String]) -> Self {
+        let mut cargo_args = Vec::new();
+        let mut dashboard_named = false;
+        let mut args = extra.iter().peekable();
+        while let Some(arg) = args.next() {
+            if arg == "--" {
+                break;
+            }
+            let named = match arg.as_str() {
+                "-p" | "--package" => args.peek().is_some_and(|next| *next == DASHBOARD),
+                other => {
+                    other
+                        .strip_prefix("--package=")
+                        .or(other.strip_prefix("-p"))
+                        == Some(DASHBOARD)
+                }
+            };
+            if named {
+                dashboard_named = true;
+                if !arg.contains(DASHBOARD) {
+                    args.next();
+                }
+            } else {
+                cargo_args.push(arg.clone());
+            }
+        }
+        let after_dashes: Vec<String> = extra
+            .iter()
+            .skip_while(|arg| *arg != "--")
+            .cloned()
+            .collect();
+        if dashboard_named {
+            let rust = selects_packages(&cargo_args);
+            let mut dashboard_args = Vec::new();
+            if rust {
+                cargo_args.extend(after_dashes);
+            } else {
+                dashboard_args.extend(after_dashes.into_iter().skip(1));
+            }
+            return Selection {
+                rust,
+                cargo_args,
+                dashboard: true,
+                dashboard_args,
+            };
+        }
+        cargo_args.extend(after_dashes);
+        // A filter or package list narrows the run to those Rust tests.
+        Selection {
+            dashboard: cargo_args.is_empty(),
+            rust: true,
+            cargo_args,
+            dashboard_args: Vec::new(),
+        }
+    }
+}
+
+const DASHBOARD: &str = "dashboard";
 
 /// Whether the arguments name packages (`-p NAME`, `--package NAME`, `--workspace`), which
 /// then replace the default of the whole workspace. Arguments after `--` go to the tests.
@@ -257,7 +359,28 @@ impl Moto {
 
 #[cfg(test)]
 mod tests {
-    use super::selects_packages;
+    use super::{Selection, selects_packages};
+
+    #[test]
+    fn the_dashboard_runs_with_the_whole_workspace_or_by_name() {
+        let all = Selection::of(&args(&[]));
+        assert!(all.rust && all.dashboard);
+        let one = Selection::of(&args(&["-p", "echo-agent"]));
+        assert!(one.rust && !one.dashboard);
+        assert_eq!(one.cargo_args, args(&["-p", "echo-agent"]));
+        let dashboard = Selection::of(&args(&["-p", "dashboard", "--", "e2e/tasks.e2e.ts"]));
+        assert!(!dashboard.rust && dashboard.dashboard);
+        assert_eq!(dashboard.dashboard_args, args(&["e2e/tasks.e2e.ts"]));
+        let both = Selection::of(&args(&["--package=dashboard", "-p", "logging"]));
+        assert!(both.rust && both.dashboard);
+        assert_eq!(both.cargo_args, args(&["-p", "logging"]));
+        let filtered = Selection::of(&args(&["some_test", "--", "--nocapture"]));
+        assert!(filtered.rust && !filtered.dashboard);
+        assert_eq!(
+            filtered.cargo_args,
+            args(&["some_test", "--", "--nocapture"])
+        );
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

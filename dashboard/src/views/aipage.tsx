@@ -1,0 +1,3 @@
+export function AiPage() {
+  return <h1>AiPage</h1>;
+}

@@ -1,0 +1,3 @@
+export function AiPages() {
+  return <h1>AiPages</h1>;
+}
