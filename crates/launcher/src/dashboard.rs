@@ -164,24 +164,13 @@ fn which(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// The dashboard's suites: `npm ci` when needed, type check and unit tests (Vitest), the
-/// production build, then the browser tests (Chromium via playwright-core) against a stack
-/// this launcher starts; `files` narrows the browser tests. Whether everything passed.
-pub async fn run_tests(
-    root: &Path,
-    files: &[String],
-    docker_host: Option<&str>,
-) -> anyhow::Result<bool> {
+/// The dashboard's first suites: `npm ci` when needed, type check and unit tests (Vitest),
+/// and the production build the browser tests (and the launcher tests) serve. Whether they
+/// passed.
+pub async fn unit_tests(root: &Path) -> anyhow::Result<bool> {
     let dir = root.join("dashboard");
     if !which("npm") {
         bail!("npm is missing: install Node.js 20+ with npm ({INSTALL_NODE})");
-    }
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| CHROMIUM.to_owned());
-    if !Path::new(&chromium).is_file() {
-        bail!(
-            "Chromium is not at {chromium}: install it with `apt-get install -y chromium` \
-             (or set CHROMIUM_PATH)"
-        );
     }
     if is_stale_install(&dir) {
         npm(&dir, &["ci", "--no-audit", "--no-fund"]).await?;
@@ -193,21 +182,33 @@ pub async fn run_tests(
             passed = false;
         }
     }
-    if !passed {
-        return Ok(false);
-    }
+    Ok(passed)
+}
 
-    // The browser tests start the stack with this launcher; renderctl talks to the Render fake.
+/// The browser tests (Chromium via playwright-core) against a stack this launcher starts, with
+/// renderctl talking to the Render API fake; `files` narrows them. Whether they passed.
+pub async fn browser_tests(
+    root: &Path,
+    files: &[String],
+    docker_host: Option<&str>,
+) -> anyhow::Result<bool> {
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| CHROMIUM.to_owned());
+    if !Path::new(&chromium).is_file() {
+        bail!(
+            "Chromium is not at {chromium}: install it with `apt-get install -y chromium` \
+             (or set CHROMIUM_PATH)"
+        );
+    }
     let fake = build_render_fake(root).await?;
     let launcher = std::env::current_exe().context("locating the launcher")?;
     let mut command = Command::new("npm");
     command
         .args(["run", "test:e2e", "--"])
         .args(files)
-        .current_dir(&dir)
+        .current_dir(root.join("dashboard"))
         .env("AUTONOMA_BIN", launcher)
-        .env("CHROMIUM_PATH", &chromium);
-    command.env("RENDER_FAKE_BIN", fake);
+        .env("CHROMIUM_PATH", &chromium)
+        .env("RENDER_FAKE_BIN", fake);
     if let Some(host) = docker_host {
         command.env("TEST_DOCKER_HOST", host);
     }

@@ -83,22 +83,39 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
 
     let selection = Selection::of(&args.extra);
     let mut failed = false;
+    // The dashboard's unit tests and build first: the launcher's own tests serve that build.
+    let mut dashboard_built = false;
+    if selection.dashboard {
+        match crate::dashboard::unit_tests(&root).await {
+            Ok(passed) => {
+                failed |= !passed;
+                dashboard_built = passed;
+            }
+            Err(error) => {
+                eprintln!("autonoma test: dashboard tests could not run: {error:#}");
+                failed = true;
+            }
+        }
+    }
     if selection.rust {
         let status = cargo_tests(&root, &selection.cargo_args, &cluster, &moto, &podman).await?;
         failed |= !status.success();
     }
-    if selection.dashboard {
+    if dashboard_built {
         let docker_host = podman
             .as_ref()
             .map(|p| p.docker_host.clone())
             .or_else(|| std::env::var("TEST_DOCKER_HOST").ok());
-        let passed =
-            crate::dashboard::run_tests(&root, &selection.dashboard_args, docker_host.as_deref())
-                .await;
+        let passed = crate::dashboard::browser_tests(
+            &root,
+            &selection.dashboard_args,
+            docker_host.as_deref(),
+        )
+        .await;
         match passed {
             Ok(passed) => failed |= !passed,
             Err(error) => {
-                eprintln!("autonoma test: dashboard tests could not run: {error:#}");
+                eprintln!("autonoma test: dashboard browser tests could not run: {error:#}");
                 failed = true;
             }
         }

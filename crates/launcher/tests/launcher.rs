@@ -215,6 +215,39 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The dashboard is served with the services' addresses, when it is built (npm present);
+    // stack.json says where everything answers.
+    let stack: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("stack.json")).expect("stack.json written"),
+    )
+    .expect("stack.json is JSON");
+    assert_eq!(stack["services"]["orchestrator"]["url"], orchestrator_url);
+    let orchestrator_pid = stack["services"]["orchestrator"]["pid"]
+        .as_i64()
+        .expect("a pid");
+    assert!(pid_alive(orchestrator_pid as i32));
+    let dashboard_url = format!("http://127.0.0.1:{}", base_port + 6);
+    if workspace_root().join("dashboard/dist/index.html").is_file() {
+        assert_eq!(stack["dashboard"], dashboard_url.as_str(), "{output}");
+        let config: serde_json::Value = reqwest::get(format!("{dashboard_url}/config.json"))
+            .await
+            .expect("config.json")
+            .json()
+            .await
+            .expect("config JSON");
+        assert_eq!(config["services"]["logging"], logging_url.as_str());
+        // The app's own routes load the app.
+        let page = reqwest::get(format!("{dashboard_url}/tasks/some-id"))
+            .await
+            .expect("a route");
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.expect("html");
+        assert!(html.contains("<div id=\"app\">"), "{html}");
+    } else {
+        assert!(stack["dashboard"].is_null());
+        assert!(output.contains("the dashboard is not built"), "{output}");
+    }
+
     // What Ctrl-C sends.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(launcher.pid() as i32),
@@ -234,5 +267,9 @@ async fn up_starts_every_service_and_interrupt_leaves_nothing_running() {
     assert!(
         state.path().join("pg/PG_VERSION").is_file(),
         "data directory kept for next time"
+    );
+    assert!(
+        !state.path().join("stack.json").exists(),
+        "stack.json removed when the stack stops"
     );
 }

@@ -55,6 +55,17 @@ function show(value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
+/** Nested settings as dotted names: `envSpecificDetails.dockerfilePath`. */
+export function flatten(settings: Record<string, unknown>, prefix = ''): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [field, value] of Object.entries(settings)) {
+    const name = prefix ? `${prefix}.${field}` : field;
+    if (value && typeof value === 'object' && !Array.isArray(value)) out.push(...flatten(value as Record<string, unknown>, name));
+    else out.push([name, value]);
+  }
+  return out;
+}
+
 export interface StepText {
   title: string;
   details: string[];
@@ -72,7 +83,7 @@ export function describeStep(step: PlanStep): StepText {
       return {
         title: `Create ${step.serviceType.replace(/_/g, ' ')}`,
         details: [
-          ...Object.entries(step.settings).map(([field, value]) => `${field}: ${show(value)}`),
+          ...flatten(step.settings).map(([field, value]) => `${field}: ${show(value)}`),
           ...step.env.map(describeEnv),
         ],
       };

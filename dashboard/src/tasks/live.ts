@@ -11,10 +11,22 @@ export function newerTask(current: Task | null, incoming: Task | null): Task | n
 
 /** The union of two lists of records with numeric ids, in id order, no duplicates; an incoming
  * record replaces the one with its id. The same list comes back when nothing changes. */
-export function mergeById<T extends { id: number }>(current: T[], incoming: T[]): T[] {
+export function mergeById<T extends { id: number }>(
+  current: T[],
+  incoming: T[],
+  order: (a: T, b: T) => number = (a, b) => a.id - b.id,
+): T[] {
   if (incoming.every((item) => current.includes(item))) return current;
   const byId = new Map<number, T>();
   for (const item of current) byId.set(item.id, item);
   for (const item of incoming) byId.set(item.id, item);
-  return [...byId.values()].sort((a, b) => a.id - b.id);
+  return [...byId.values()].sort(order);
+}
+
+/** Log records of one trace in the order things happened (services deliver in batches). */
+export function byTime(a: { id: number; ts: string }, b: { id: number; ts: string }): number {
+  const at = Date.parse(a.ts);
+  const bt = Date.parse(b.ts);
+  if (at !== bt && !Number.isNaN(at) && !Number.isNaN(bt)) return at - bt;
+  return a.id - b.id;
 }

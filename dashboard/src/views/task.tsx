@@ -6,7 +6,7 @@ import { ApiError, type Problem } from '../api/http';
 import { ErrorNotice, Json, Loading, Section, StatusBadge, Time } from '../components/status';
 import { useFrames, useRefetchOnReconnect, useResource } from '../hooks';
 import { cancelTask, getTask, getTaskEvents, getTraceLogs, LOG_LIMIT, patchTask, retryTask } from '../tasks/api';
-import { mergeById, newerTask } from '../tasks/live';
+import { byTime, mergeById, newerTask } from '../tasks/live';
 import { buildPatch, describeConflict, EMPTY_PATCH, PATCH_FIELDS, type Conflict, type PatchInput } from '../tasks/options';
 import { problemToErrors } from '../tasks/schemaform';
 import { canCancel, canRetry, nextStatuses, TASK_STATUSES, type LogRecord, type Task, type TaskEvent } from '../tasks/types';
@@ -38,7 +38,7 @@ export function TaskPage() {
   const [logs, setLogs] = useState<LogRecord[]>([]);
   useEffect(() => setLogs([]), [traceId]);
   useEffect(() => {
-    if (loadedLogs.data) setLogs((current) => mergeById(current, loadedLogs.data?.items ?? []));
+    if (loadedLogs.data) setLogs((current) => mergeById(current, loadedLogs.data?.items ?? [], byTime));
   }, [loadedLogs.data]);
 
   useFrames((frame) => {
@@ -46,7 +46,7 @@ export function TaskPage() {
       setTask((current) => newerTask(current, frame.task as unknown as Task));
       if (typeof frame.event.id === 'number') setEvents((current) => mergeById(current, [frame.event as unknown as TaskEvent]));
     } else if (frame.type === 'log' && traceId && frame.log.traceId === traceId) {
-      setLogs((current) => mergeById(current, [frame.log as unknown as LogRecord]));
+      setLogs((current) => mergeById(current, [frame.log as unknown as LogRecord], byTime));
     }
   });
 

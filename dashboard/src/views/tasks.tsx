@@ -191,20 +191,20 @@ function TaskTable({ rows, flashing, busy }: { rows: Task[]; flashing: ReadonlyS
                 </a>
               </td>
               <td>{task.kind}</td>
-              <td>
+              <td class="nowrap">
                 <StatusBadge status={task.status} />
               </td>
-              <td>{task.agent ?? <span class="muted">—</span>}</td>
+              <td class="nowrap">{task.agent ?? <span class="muted">—</span>}</td>
               <td class="mono">{task.correlationId ?? <span class="muted">—</span>}</td>
               <td class="num">{task.priority}</td>
               <td class="num">
                 {task.attempts}/{task.maxAttempts}
               </td>
               <td class="num">{task.version}</td>
-              <td>
+              <td class="nowrap">
                 <Time at={task.createdAt} />
               </td>
-              <td>
+              <td class="nowrap">
                 <Time at={task.updatedAt} />
               </td>
             </tr>
