@@ -1,10 +1,27 @@
-import Plotly from 'plotly.js-dist-min';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 
+import { Loading } from '../components/status';
 import { traceTable } from './dataset';
 import type { FigureBody, PlainObject } from './model';
 
-type React = (root: HTMLElement, figure: { data: PlainObject[]; layout: PlainObject; config?: PlainObject; frames?: PlainObject[] }) => Promise<unknown>;
+type Figure = { data: PlainObject[]; layout: PlainObject; config?: PlainObject; frames?: PlainObject[] };
+
+interface PlotlyApi {
+  react(root: HTMLElement, figure: Figure): Promise<unknown>;
+  purge(root: HTMLElement): void;
+  Plots: { resize(root: HTMLElement): void };
+}
+
+// Plotly is most of the page's weight: it loads once, when the first chart needs it, and the
+// page's text and forms do not wait for it.
+let plotly: Promise<PlotlyApi> | null = null;
+function loadPlotly(): Promise<PlotlyApi> {
+  plotly ??= import('plotly.js-dist-min').then((module) => (module.default ?? module) as unknown as PlotlyApi);
+  plotly.catch(() => {
+    plotly = null;
+  });
+  return plotly;
+}
 
 function titleOf(layout: PlainObject): string | null {
   const title = layout.title;
@@ -54,42 +71,58 @@ function DataTables({ data }: { data: PlainObject[] }) {
 export function PlotlyPanel({ address, figure }: { address: string; figure: FigureBody }) {
   const root = useRef<HTMLDivElement>(null);
   const [error, setError] = useState<string | null>(null);
+  const [library, setLibrary] = useState<PlotlyApi | null>(null);
   const title = useMemo(() => titleOf(figure.layout), [figure.layout]);
 
   useEffect(() => {
     const element = root.current;
     if (!element) return;
+    let current = true;
     // Plotly writes into what it is given (autorange, uids): it gets copies, the page model stays as sent.
     const layout = structuredClone(figure.layout);
     if (layout.autosize === undefined && layout.width === undefined) layout.autosize = true;
-    (Plotly.react as unknown as React)(element, {
+    const drawn = {
       data: figure.data.map((trace) => ({ ...trace })),
       layout,
       config: figure.config,
       frames: figure.frames?.map((frame) => structuredClone(frame)),
-    }).then(
-      () => setError(null),
-      (cause: unknown) => setError(cause instanceof Error ? cause.message : String(cause)),
-    );
+    };
+    loadPlotly()
+      .then((api) => {
+        if (!current) return;
+        setLibrary(api);
+        return api.react(element, drawn).then(() => current && setError(null));
+      })
+      .catch((cause: unknown) => {
+        if (current) setError(cause instanceof Error ? cause.message : String(cause));
+      });
+    return () => {
+      current = false;
+    };
   }, [figure]);
 
   useEffect(() => {
     const element = root.current;
-    if (!element) return;
+    if (!element || !library) return;
     // The region can change size without the window doing so (layout changes, side panels).
     const observer = new ResizeObserver(() => {
-      if (element.isConnected && element.classList.contains('js-plotly-plot')) Plotly.Plots.resize(element);
+      if (element.isConnected && element.classList.contains('js-plotly-plot')) library.Plots.resize(element);
     });
     observer.observe(element);
+    return () => observer.disconnect();
+  }, [library]);
+
+  useEffect(() => {
+    const element = root.current;
     return () => {
-      observer.disconnect();
-      Plotly.purge(element);
+      if (element && library) library.purge(element);
     };
-  }, []);
+  }, [library]);
 
   return (
     <figure class="ai-chart">
       <div ref={root} class="ai-plot" role="group" aria-label={title ? `Chart: ${title}` : `Chart ${address}`} data-testid={`plot-${address}`} />
+      {!library && !error && <Loading label="Loading the chart…" />}
       {error && (
         <p class="notice notice-error" role="alert">
           The chart could not be drawn: {error}

@@ -324,7 +324,12 @@ function TaskForm({ entry }: { entry: KindEntry }) {
               </p>
             )}
             {otherPayload.length > 0 && (
-              <ul id="payload-other" class="field-error" tabIndex={-1}>
+              <p class="field-error" id="payload-other" tabIndex={-1}>
+                About members the form does not show (see the JSON editor):
+              </p>
+            )}
+            {otherPayload.length > 0 && (
+              <ul class="field-error">
                 {otherPayload.map((item) => (
                   <li key={`${item.pointer}:${item.message}`}>
                     <code>{item.pointer}</code>: {item.message}
@@ -349,6 +354,7 @@ function TaskForm({ entry }: { entry: KindEntry }) {
                 aria-describedby="payload-json-errors"
                 onInput={(e) => {
                   setJsonText(e.currentTarget.value);
+                  setTabError(null);
                   touch('json');
                   if (server && Object.keys(server.payload).length) setServer({ ...server, payload: {} });
                 }}

@@ -236,7 +236,7 @@ function Timeline({ events }: { events: TaskEvent[] }) {
               <span class="event-type">{event.type.replace(/_/g, ' ')}</span>
               {event.toStatus && (
                 <span>
-                  {event.fromStatus ? `${event.fromStatus} → ` : ''}
+                  {event.fromStatus && event.fromStatus !== event.toStatus ? `${event.fromStatus} → ` : ''}
                   <StatusBadge status={event.toStatus} />
                 </span>
               )}

@@ -136,6 +136,41 @@ fn every_variable_render_yaml_sets_is_one_the_service_reads() {
     }
 }
 
+/// The dashboard reads `VITE_<SERVICE>_URL` for each service (dashboard/src/config.ts): every
+/// one render.yaml sets names a service of the blueprint, and every web service has one.
+#[test]
+fn the_dashboard_is_told_where_every_service_answers() {
+    let blueprint = Blueprint::parse(&render_yaml()).expect("valid");
+    let dashboard = blueprint
+        .services
+        .iter()
+        .find(|s| s.name == "autonoma-dashboard")
+        .expect("the dashboard");
+    let set: Vec<String> = dashboard.env_vars.iter().filter_map(key).collect();
+    let web: Vec<&str> = blueprint
+        .services
+        .iter()
+        .filter(|s| s.service_type() == Some(ServiceType::WebService))
+        .map(|s| s.name.trim_start_matches("autonoma-"))
+        .collect();
+    for name in &web {
+        let wanted = format!("VITE_{}_URL", name.to_uppercase().replace('-', "_"));
+        assert!(set.contains(&wanted), "the dashboard lacks {wanted}");
+    }
+    assert_eq!(set.len(), web.len(), "{set:?}");
+    let config = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dashboard/src/config.ts"
+    ))
+    .expect("dashboard/src/config.ts");
+    for name in &web {
+        assert!(
+            config.contains(&format!("'{name}'")),
+            "dashboard/src/config.ts does not know {name}"
+        );
+    }
+}
+
 fn key(var: &BlueprintEnvVar) -> Option<String> {
     match var {
         BlueprintEnvVar::FromDatabase { key, .. }
