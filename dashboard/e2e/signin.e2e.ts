@@ -1,4 +1,4 @@
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, WebSocketRoute } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { callService, newContext, openBrowser, screenshot, signIn } from './harness';
@@ -7,9 +7,23 @@ describe('signing in and the activity stream', () => {
   let browser: Browser;
   let page: Page;
 
+  // The page's WebSocket runs through the test, which can drop it (as a network failure
+  // would) and refuse new ones for a while, while the orchestrator itself keeps running.
+  let socket: WebSocketRoute | null = null;
+  let refuseSockets = false;
+
   beforeAll(async () => {
     browser = await openBrowser();
-    page = await (await newContext(browser)).newPage();
+    const context = await newContext(browser);
+    await context.routeWebSocket(/\/ws\?/, (ws) => {
+      if (refuseSockets) {
+        void ws.close({ code: 1006, reason: 'network down' });
+        return;
+      }
+      ws.connectToServer();
+      socket = ws;
+    });
+    page = await context.newPage();
   });
 
   afterAll(async () => {
@@ -61,5 +75,24 @@ describe('signing in and the activity stream', () => {
     expect(await page.getByTestId('activity').count()).toBe(0);
     await page.getByRole('button', { name: /Resume/ }).click();
     await expect.poll(() => page.getByTestId('activity').locator('li').count()).toBeGreaterThan(0);
+  });
+
+  it('reconnects after losing the connection and shows what it missed', async () => {
+    await page.getByLabel('Filter').fill('');
+    refuseSockets = true;
+    await socket?.close({ code: 1006, reason: 'network down' });
+    await expect.poll(() => page.getByTestId('live-state').textContent(), { timeout: 20_000 }).toContain('Reconnecting');
+    const missed = await callService<{ id: string }>('orchestrator', '/task', {
+      method: 'POST',
+      body: { kind: 'echo', payload: { note: 'sent while the dashboard was offline' } },
+    });
+    expect(missed.status).toBe(201);
+    await new Promise((done) => setTimeout(done, 1500));
+    refuseSockets = false;
+    await expect.poll(() => page.getByTestId('live-state').textContent(), { timeout: 30_000 }).toContain('Live');
+    await page.getByLabel('Filter').fill(missed.body.id);
+    await expect
+      .poll(() => page.getByTestId('activity').locator('li').count(), { timeout: 15_000 })
+      .toBeGreaterThan(0);
   });
 });

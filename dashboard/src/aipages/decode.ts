@@ -22,7 +22,7 @@ export type Decoded<T> = { ok: true; value: T } | { ok: false; error: string };
 class Invalid extends Error {}
 
 function fail(path: string, message: string): never {
-  throw new Invalid(`${path || 'body'} ${message}`);
+  throw new Invalid(`${path || 'the body'} ${message}`);
 }
 
 function run<T>(read: () => T): Decoded<T> {

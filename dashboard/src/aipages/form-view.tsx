@@ -55,8 +55,10 @@ function Field({
   return (
     <div class="ai-field">
       <label for={id}>
-        {label}
-        {field.required && <span class="ai-required"> (required)</span>}
+        <span>
+          {label}
+          {field.required && <span class="ai-required"> (required)</span>}
+        </span>
       </label>
       {field.type === 'textarea' ? (
         <textarea {...common} placeholder={field.placeholder} value={String(value)} onInput={text} />

@@ -9,7 +9,7 @@ import type { BlobContent, Transport } from './session';
 
 const SERVICE = 'queue-gateway';
 /** A poll's request outlives its wait by this much, so an answered wait is never cut short. */
-const POLL_MARGIN_MS = 15_000;
+const POLL_MARGIN_MS = 10_000;
 /** Datasets can be tens of megabytes. */
 const BLOB_TIMEOUT_MS = 120_000;
 

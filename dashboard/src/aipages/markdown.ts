@@ -226,7 +226,8 @@ export function parseInline(text: string, depth = 0): Inline[] {
     if (depth < 8 && (c === '[' || (c === '!' && text[i + 1] === '['))) {
       const image = c === '!';
       const open = image ? i + 1 : i;
-      const link = /^\[((?:\\.|[^\]\\])*)\]\(\s*<?([^\s)>]*)>?(?:\s+"[^"]*")?\s*\)/.exec(text.slice(open));
+      // The URL may hold balanced parentheses (https://en.wikipedia.org/wiki/Plot_(graphics)).
+      const link = /^\[((?:\\.|[^\]\\])*)\]\(\s*<?((?:[^\s()<>]|\([^\s()<>]*\))*)>?(?:\s+"[^"]*")?\s*\)/.exec(text.slice(open));
       if (link) {
         // An image is shown as a link to it: pages do not load images from the AI's URLs.
         const label = image ? link[1] || 'image' : link[1];

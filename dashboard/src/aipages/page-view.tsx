@@ -3,7 +3,7 @@ import { useMemo } from 'preact/hooks';
 import { FormView, type SendInput } from './form-view';
 import { MarkdownView } from './markdown-view';
 import { PlotlyPanel } from './plotly-panel';
-import { arrange, panelFigure, type ComponentEntry, type PageModel, type PlacedRegion } from './reducer';
+import { arrange, panelFigure, type ComponentEntry, type PageModel, type PlacedRegion, type RouteEntry } from './reducer';
 
 export type SendFor = (address: string) => SendInput;
 
@@ -12,6 +12,28 @@ interface ComponentProps {
   entry: ComponentEntry;
   sendFor: SendFor;
   showAddress: boolean;
+}
+
+/** A panel's figure with its routed dataset; worked out again only when either changes, so a
+ * text update elsewhere on the page does not redraw large charts. */
+function PanelView({ entry, route }: { entry: ComponentEntry; route: RouteEntry | null }) {
+  const panel = useMemo(() => panelFigure(route, entry), [entry, route]);
+  if (!panel) return null;
+  return (
+    <>
+      {panel.datasetError && (
+        <p class="notice notice-error" role="alert">
+          The dataset routed here could not be loaded: {panel.datasetError}
+        </p>
+      )}
+      {panel.notes.map((note) => (
+        <p key={note} class="notice notice-down">
+          {note}
+        </p>
+      ))}
+      <PlotlyPanel address={entry.address} figure={panel.figure} />
+    </>
+  );
 }
 
 function ComponentBody({ model, entry, sendFor }: Omit<ComponentProps, 'showAddress'>) {
@@ -26,25 +48,8 @@ function ComponentBody({ model, entry, sendFor }: Omit<ComponentProps, 'showAddr
       );
     case 'form':
       return <FormView key={entry.seq} address={entry.address} form={content.form} send={sendFor(entry.address)} />;
-    case 'figure': {
-      const panel = panelFigure(model, entry);
-      if (!panel) return null;
-      return (
-        <>
-          {panel.datasetError && (
-            <p class="notice notice-error" role="alert">
-              The dataset routed here could not be loaded: {panel.datasetError}
-            </p>
-          )}
-          {panel.notes.map((note) => (
-            <p key={note} class="notice notice-down">
-              {note}
-            </p>
-          ))}
-          <PlotlyPanel address={entry.address} figure={panel.figure} />
-        </>
-      );
-    }
+    case 'figure':
+      return <PanelView entry={entry} route={model.route} />;
     case 'failed':
       return (
         <p class="notice notice-error" role="alert">

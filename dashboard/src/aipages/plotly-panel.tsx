@@ -121,8 +121,8 @@ export function PlotlyPanel({ address, figure }: { address: string; figure: Figu
 
   return (
     <figure class="ai-chart">
-      <div ref={root} class="ai-plot" role="group" aria-label={title ? `Chart: ${title}` : `Chart ${address}`} data-testid={`plot-${address}`} />
       {!library && !error && <Loading label="Loading the chart…" />}
+      <div ref={root} class="ai-plot" role="group" aria-label={title ? `Chart: ${title}` : `Chart ${address}`} data-testid={`plot-${address}`} />
       {error && (
         <p class="notice notice-error" role="alert">
           The chart could not be drawn: {error}

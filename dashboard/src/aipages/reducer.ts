@@ -256,10 +256,9 @@ export interface PanelFigure {
 }
 
 /** A panel's figure with the dataset the router sends it, if any, applied to its traces. */
-export function panelFigure(model: PageModel, entry: ComponentEntry): PanelFigure | null {
+export function panelFigure(route: RouteEntry | null, entry: ComponentEntry): PanelFigure | null {
   if (entry.content.type !== 'figure') return null;
   const figure = entry.content.figure;
-  const route = model.route;
   if (!route || !route.to.includes(entry.address)) return { figure, notes: [] };
   if (!route.table) return { figure, notes: [], datasetError: route.error };
   const routed = applyMapping(figure.data, route.table, route.mapping);

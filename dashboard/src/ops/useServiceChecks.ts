@@ -2,14 +2,42 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 
 import { ApiError } from '../api/http';
 import type { ServiceName } from '../config';
-import { configReport, readiness } from './api';
+import { CHECK_TIMEOUT_MS, configReport, readiness } from './api';
 import type { ServiceCheck } from './config-report';
+import type { ConfigReport, ReadyOut } from './types';
+
+function fulfilled<T>(value: T): PromiseSettledResult<T> {
+  return { status: 'fulfilled', value };
+}
+
+function rejected<T>(reason: unknown): PromiseSettledResult<T> {
+  return { status: 'rejected', reason };
+}
 
 export const CHECK_EVERY_MS = 5_000;
 
-/** Asks one service for its configuration report and readiness; never throws. */
+/**
+ * Asks one service for its configuration report and readiness; never throws (except when
+ * `signal` ends the check). A round that outlives the request timeout is cut short here too,
+ * so a frozen service always shows as down.
+ */
 export async function checkService(service: ServiceName, previous: ServiceCheck | undefined, signal: AbortSignal): Promise<ServiceCheck> {
-  const [report, ready] = await Promise.allSettled([configReport(service, signal), readiness(service, signal)]);
+  const round = new AbortController();
+  const stop = () => round.abort();
+  signal.addEventListener('abort', stop);
+  const guard = setTimeout(stop, CHECK_TIMEOUT_MS + 1_000);
+  let settled: [PromiseSettledResult<ConfigReport>, PromiseSettledResult<ReadyOut>];
+  try {
+    settled = await Promise.all([
+      configReport(service, round.signal).then(fulfilled<ConfigReport>, rejected<ConfigReport>),
+      readiness(service, round.signal).then(fulfilled<ReadyOut>, rejected<ReadyOut>),
+    ]);
+  } finally {
+    clearTimeout(guard);
+    signal.removeEventListener('abort', stop);
+  }
+  if (signal.aborted) throw new DOMException('The check was stopped.', 'AbortError');
+  const [report, ready] = settled;
   const now = Date.now();
   const next: ServiceCheck = { service, report: previous?.report, answeredAt: previous?.answeredAt, checkedAt: now };
   if (report.status === 'fulfilled') {
@@ -18,6 +46,7 @@ export async function checkService(service: ServiceName, previous: ServiceCheck 
   } else {
     const error = report.reason;
     if (error instanceof ApiError && error.isDown) next.down = error.message;
+    else if (round.signal.aborted) next.down = `${service} did not answer within ${CHECK_TIMEOUT_MS / 1000}s`;
     else {
       next.error = error instanceof Error ? error.message : String(error);
       next.answeredAt = now;
@@ -26,7 +55,7 @@ export async function checkService(service: ServiceName, previous: ServiceCheck 
   if (ready.status === 'fulfilled') {
     const checks = Object.entries(ready.value.checks ?? {}).map(([name, detail]) => `${name}: ${detail}`);
     next.ready = { ok: true, detail: [`database: ${ready.value.database}`, ...checks].join(' · ') };
-  } else if (next.down) {
+  } else if (next.down || round.signal.aborted) {
     next.ready = null;
   } else {
     const error = ready.reason;
@@ -56,7 +85,12 @@ export function useServiceChecks(services: readonly ServiceName[], everyMs = CHE
     for (const service of services) {
       void (async () => {
         while (!controller.signal.aborted) {
-          const result = await checkService(service, latest.current[service], controller.signal);
+          let result: ServiceCheck;
+          try {
+            result = await checkService(service, latest.current[service], controller.signal);
+          } catch {
+            return;
+          }
           if (controller.signal.aborted) return;
           setChecks((current) => ({ ...current, [service]: result }));
           await new Promise<void>((done) => {

@@ -13,7 +13,10 @@ import { PageSession, type Snapshot } from '../aipages/session';
 import '../aipages/aipages.css';
 
 /** Errors as the person opening the page reads them: a refused token is not a wrong password. */
-function explain(error: Error, shared: boolean): Error {
+function explain(error: Error, shared: boolean, page: string): Error {
+  if (error instanceof ApiError && error.status === 404) {
+    return new Error(`There is no page "${page}" on the queue gateway. Check the id, or try again once the AI has created it.`);
+  }
   if (error instanceof ApiError && error.status === 401) {
     return new Error(
       shared
@@ -37,8 +40,10 @@ function ConnectionStatus({ snapshot, retry }: { snapshot: Snapshot; retry: () =
   if (snapshot.connection === 'reconnecting') {
     const seconds = Math.max(0, Math.ceil(((snapshot.retryAt ?? now) - now) / 1000));
     return (
-      <span class="live live-reconnecting" role="status" aria-live="polite" data-testid="page-connection">
-        <span class="dot" aria-hidden="true" /> Reconnecting{seconds > 0 ? ` in ${seconds}s` : ''}…
+      <span class="live live-reconnecting" data-testid="page-connection">
+        <span class="dot" aria-hidden="true" /> <span role="status">Reconnecting…</span>
+        {/* The countdown is for the eye; announcing it every second would drown everything else. */}
+        {seconds > 0 && <span aria-hidden="true">(in {seconds}s)</span>}
         <button type="button" class="link-button" onClick={retry}>
           Retry now
         </button>
@@ -107,10 +112,10 @@ export function AiPage() {
       try {
         await client.sendEvent({ component: address, kind: 'submit', value });
       } catch (error) {
-        throw error instanceof Error ? explain(error, shared) : error;
+        throw error instanceof Error ? explain(error, shared, page) : error;
       }
     },
-    [client, shared],
+    [client, shared, page],
   );
 
   if (!valid) {
@@ -126,7 +131,7 @@ export function AiPage() {
   }
 
   const retry = () => session.current?.retryNow();
-  const error = snapshot.error ? explain(snapshot.error, shared) : null;
+  const error = snapshot.error ? explain(snapshot.error, shared, page) : null;
   return (
     <div class={`ai-page-view${shared ? ' ai-shared' : ''}`}>
       <header class="ai-page-head">
@@ -145,11 +150,7 @@ export function AiPage() {
               Show component addresses
             </label>
           )}
-          {model && (
-            <span class="muted" title="The last directive applied">
-              #{model.seq}
-            </span>
-          )}
+          {model && <span class="muted">Directive #{model.seq}</span>}
           <ConnectionStatus snapshot={snapshot} retry={retry} />
         </div>
       </header>

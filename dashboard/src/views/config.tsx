@@ -102,7 +102,7 @@ function ServiceCard({ check, now, hideOk, descriptions }: { check: ServiceCheck
 
       {check.down && (
         <div class="notice notice-down" role="alert">
-          <strong>{check.service} is down.</strong> {check.down}.{' '}
+          <strong>Down.</strong> {check.down}.{' '}
           {check.answeredAt
             ? `It last answered ${relativeTime(new Date(check.answeredAt).toISOString(), now)}.`
             : 'It has not answered since this page opened.'}{' '}

@@ -104,7 +104,7 @@ export function AiPages() {
             <thead>
               <tr>
                 <th scope="col">Page</th>
-                <th scope="col">Now</th>
+                <th scope="col">On the gateway</th>
                 <th scope="col">Last opened</th>
                 <th scope="col">
                   <span class="ai-visually-hidden">Actions</span>

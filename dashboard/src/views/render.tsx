@@ -26,6 +26,8 @@ export function RenderView() {
   const tokenMissing = isTokenMissing(services.error);
   const selectedId = query.service ?? '';
   const selected = services.data?.items.find((service) => service.id === selectedId);
+  // Changes name their target by id when that is all the request had (a deploy by id).
+  const names = new Map((services.data?.items ?? []).map((service) => [service.id, service.name]));
   const select = (id: string | null) => route(id ? `${path}?service=${encodeURIComponent(id)}` : path, true);
 
   return (
@@ -116,8 +118,10 @@ export function RenderView() {
                     </td>
                     <td>{humanize(change.action)}</td>
                     <td class="break">
-                      {change.target}
-                      {change.targetId && change.targetId !== change.target && <div class="muted small mono">{change.targetId}</div>}
+                      {names.get(change.target) ?? change.target}
+                      {change.targetId && (change.targetId !== change.target || names.has(change.target)) && (
+                        <div class="muted small mono">{change.targetId}</div>
+                      )}
                     </td>
                     <td>
                       <span class={`badge badge-${change.ok ? 'ok' : 'bad'}`}>

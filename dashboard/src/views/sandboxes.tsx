@@ -3,7 +3,7 @@ import { useLocation, useRoute } from 'preact-iso';
 
 import { ApiError, fieldErrors } from '../api/http';
 import { credentials, encodeBasic } from '../auth';
-import { ErrorNotice, Loading, Section, StatusBadge, Time } from '../components/status';
+import { ErrorNotice, Loading, Section, Time } from '../components/status';
 import { useInterval, useRefetchOnReconnect, useResource } from '../hooks';
 import { createSession, listSessions, readiness, sessionState } from '../ops/api';
 import { FileTree } from '../ops/FileTree';
@@ -26,6 +26,12 @@ import type { SessionState } from '../ops/types';
 import '../ops/ops.css';
 
 const TEMPLATES = ['empty', 'static', 'vite-react'] as const;
+
+const SESSION_TONE: Record<string, string> = { ready: 'ok', creating: 'info', failed: 'bad', deleted: 'muted', 'not found': 'bad' };
+
+function SessionBadge({ status }: { status: string }) {
+  return <span class={`badge badge-${SESSION_TONE[status] ?? 'muted'}`}>{status}</span>;
+}
 
 export function Sandboxes() {
   const { params } = useRoute();
@@ -62,10 +68,16 @@ function SessionList() {
     }
   }, []);
   const [remembered, setRemembered] = useState<string[]>(() => rememberedSessions());
-  useInterval(listed.reload, 10_000);
+  const [round, setRound] = useState(0);
+  const refresh = () => {
+    // A sandbox without a session list is not asked again; the remembered sessions are.
+    if (listed.data?.supported !== false) listed.reload();
+    setRound((n) => n + 1);
+  };
+  useInterval(refresh, 10_000);
   useRefetchOnReconnect(() => {
     ready.reload();
-    listed.reload();
+    refresh();
   });
 
   const noEngine = ready.error && isNoEngine(ready.error) ? (ready.error as ApiError) : null;
@@ -89,20 +101,30 @@ function SessionList() {
       {!down && (
         <>
           {!noEngine && (
-            <Section title="Sessions" actions={<button type="button" onClick={listed.reload}>Refresh</button>}>
+            <Section
+              title="Sessions"
+              actions={
+                <button type="button" onClick={refresh}>
+                  Refresh
+                </button>
+              }
+            >
               {listed.error && <ErrorNotice error={listed.error} retry={listed.reload} />}
               {listed.loading && !listed.data && <Loading label="Loading sessions…" />}
               {listed.data?.supported && <SessionTable sessions={listed.data.sessions} />}
               {listed.data && !listed.data.supported && (
-                <RememberedSessions ids={remembered} onForget={(id) => setRemembered(forgetSession(id))} />
+                <RememberedSessions ids={remembered} round={round} onForget={(id) => setRemembered(forgetSession(id))} />
               )}
             </Section>
           )}
           <div class="grid">
-            <NewSession disabled={Boolean(noEngine)} onCreated={(id) => {
-              setRemembered(rememberSession(id));
-              route(`/sandboxes/${id}`);
-            }} />
+            <NewSession
+              disabled={Boolean(noEngine)}
+              onCreated={(id) => {
+                setRemembered(rememberSession(id));
+                route(`/sandboxes/${id}`);
+              }}
+            />
             <OpenSession onOpen={(id) => route(`/sandboxes/${id}`)} />
           </div>
         </>
@@ -133,7 +155,7 @@ function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
                   {session.sessionId}
                 </a>
               </th>
-              <td>{session.status ? <StatusBadge status={session.status} /> : '—'}</td>
+              <td>{session.status ? <SessionBadge status={session.status} /> : '—'}</td>
               <td>{session.template ?? '—'}</td>
               <td class="nowrap">
                 <Time at={session.createdAt} />
@@ -148,7 +170,7 @@ function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
 }
 
 /** The sandbox does not list its sessions: the ones opened from this browser, each asked for its state. */
-function RememberedSessions({ ids, onForget }: { ids: string[]; onForget: (id: string) => void }) {
+function RememberedSessions({ ids, round, onForget }: { ids: string[]; round: number; onForget: (id: string) => void }) {
   const states = useResource(
     (signal) =>
       Promise.all(
@@ -162,7 +184,7 @@ function RememberedSessions({ ids, onForget }: { ids: string[]; onForget: (id: s
           ),
         ),
       ),
-    [ids.join(',')],
+    [ids.join(','), round],
   );
   return (
     <>
@@ -195,7 +217,7 @@ function RememberedSessions({ ids, onForget }: { ids: string[]; onForget: (id: s
                       {session.sessionId}
                     </a>
                   </th>
-                  <td>{session.status ? <StatusBadge status={session.status} /> : '—'}</td>
+                  <td>{session.status ? <SessionBadge status={session.status} /> : '—'}</td>
                   <td>{session.template ?? '—'}</td>
                   <td class="nowrap">
                     <Time at={session.createdAt} />
@@ -382,7 +404,7 @@ function SessionPage({ id }: { id: string }) {
 function SessionSummaryPanel({ session }: { session: SessionState }) {
   const resources = session.resources;
   return (
-    <Section title="Session" actions={<StatusBadge status={session.status} />}>
+    <Section title="Session" actions={<SessionBadge status={session.status} />}>
       {session.statusReason && (
         <div class={`notice ${session.status === 'failed' ? 'notice-error' : 'notice-down'}`} role="status">
           {session.statusReason}
@@ -463,7 +485,14 @@ function Preview({ session }: { session: SessionState }) {
         <button type="button" onClick={() => setReloads((n) => n + 1)}>
           Reload preview
         </button>
+        <a href={src} target="_blank" rel="noopener noreferrer">
+          Open in a new tab
+        </a>
       </div>
+      <p class="muted small">
+        The page's own files (styles, scripts) are fetched without the dashboard's sign-in: if the browser asks to sign in to the sandbox's
+        address, use the operator credentials.
+      </p>
       <iframe
         key={reloads}
         class="preview"
@@ -471,7 +500,6 @@ function Preview({ session }: { session: SessionState }) {
         src={src}
         sandbox={previewSandbox(session.previewUrl, window.location.origin)}
         referrerpolicy="no-referrer"
-        loading="lazy"
       />
     </>
   );

@@ -2,9 +2,10 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 
 import { ApiError, fieldErrors } from '../api/http';
-import { ErrorNotice, Loading, StatusBadge, Time } from '../components/status';
+import { ErrorNotice, Loading, StatusBadge } from '../components/status';
 import { useFrames, useRefetchOnReconnect, useResource } from '../hooks';
 import { listAgents, listTasks, PAGE_SIZE } from '../tasks/api';
+import { compactTime } from '../tasks/format';
 import {
   EMPTY_FILTERS,
   formatListState,
@@ -202,16 +203,24 @@ function TaskTable({ rows, flashing, busy }: { rows: Task[]; flashing: ReadonlyS
               </td>
               <td class="num">{task.version}</td>
               <td class="nowrap">
-                <Time at={task.createdAt} />
+                <CellTime at={task.createdAt} />
               </td>
               <td class="nowrap">
-                <Time at={task.updatedAt} />
+                <CellTime at={task.updatedAt} />
               </td>
             </tr>
           ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+function CellTime({ at }: { at: string }) {
+  return (
+    <time dateTime={at} title={new Date(at).toLocaleString()}>
+      {compactTime(at)}
+    </time>
   );
 }
 
