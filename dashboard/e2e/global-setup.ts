@@ -4,7 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type WriteStream, chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -21,6 +21,7 @@ const STACK_TIMEOUT_MS = 300_000;
 let launcher: ChildProcess | null = null;
 let renderFake: ChildProcess | null = null;
 let stateDir: string | null = null;
+let log: WriteStream | null = null;
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   mkdirSync(results, { recursive: true });
@@ -44,7 +45,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     INTERNAL_API_KEYS: internalKey,
   };
   delete env.DATABASE_URL;
+  const sandboxImage = process.env.TEST_SANDBOX_IMAGE || (dockerHost ? 'localhost/autonoma-sandbox-base:test' : null);
   if (dockerHost) env.DOCKER_HOST = dockerHost;
+  // No image can be pulled in tests: sessions run the image the test engine was given.
+  if (sandboxImage) env.SANDBOX_IMAGE = sandboxImage;
   if (renderApi) {
     env.RENDER_API_BASE_URL = renderApi.baseUrl;
     env.RENDER_API_TOKEN = renderApi.token;
@@ -53,10 +57,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const [command, prefix] = process.env.AUTONOMA_BIN
     ? [process.env.AUTONOMA_BIN, [] as string[]]
     : ['cargo', ['run', '-q', '-p', 'autonoma-launcher', '--bin', 'autonoma', '--']];
-  const log = createWriteStream(join(results, 'stack.log'));
+  log = createWriteStream(join(results, 'stack.log'));
   launcher = spawn(command, [...prefix, ...args], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  launcher.stdout?.pipe(log);
-  launcher.stderr?.pipe(log);
+  launcher.stdout?.pipe(log, { end: false });
+  launcher.stderr?.pipe(log, { end: false });
 
   const stackFile = join(stateDir, 'stack.json');
   const started = Date.now();
@@ -82,7 +86,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     internalKey,
     renderApi: renderApi?.baseUrl ?? null,
     dockerHost,
-    sandboxImage: process.env.TEST_SANDBOX_IMAGE || (dockerHost ? 'localhost/autonoma-sandbox-base:test' : null),
+    sandboxImage,
     stateDir,
   };
   project.provide('stack', info);
@@ -104,6 +108,7 @@ async function teardown(): Promise<void> {
   renderFake?.stdout?.destroy();
   launcher?.stdout?.destroy();
   launcher?.stderr?.destroy();
+  log?.end();
   if (stateDir) rmSync(stateDir, { recursive: true, force: true });
 }
 

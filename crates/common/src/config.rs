@@ -79,6 +79,34 @@ pub struct VarSpec {
     pub schema: Map<String, Value>,
 }
 
+/// What [`Spec::key_coverage`] finds, each list sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCoverage {
+    /// Set, but not a variable of the section.
+    pub unknown: Vec<String>,
+    /// Required by the section, and not set.
+    pub missing: Vec<String>,
+}
+
+impl KeyCoverage {
+    pub fn is_complete(&self) -> bool {
+        self.unknown.is_empty() && self.missing.is_empty()
+    }
+
+    /// One line per finding, each beginning with `what` (say, "render.yaml: autonoma-logging").
+    pub fn problems(&self, what: &str) -> Vec<String> {
+        self.unknown
+            .iter()
+            .map(|key| format!("{what}: sets {key}, which its config schema does not know"))
+            .chain(
+                self.missing.iter().map(|key| {
+                    format!("{what}: does not set {key}, which its config schema requires")
+                }),
+            )
+            .collect()
+    }
+}
+
 /// One service's section of the schema, compiled.
 pub struct Spec {
     service: String,
@@ -286,6 +314,26 @@ impl Spec {
 
     pub fn var(&self, name: &str) -> Option<&VarSpec> {
         self.vars.get(name)
+    }
+
+    /// Judges the names a deployment file (render.yaml, docker-compose.yml) sets for this
+    /// service, whatever their values: those this section does not declare, and the required
+    /// variables that are not among them.
+    pub fn key_coverage<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> KeyCoverage {
+        let keys: BTreeSet<&str> = keys.into_iter().collect();
+        KeyCoverage {
+            unknown: keys
+                .iter()
+                .filter(|key| !self.vars.contains_key(**key))
+                .map(|key| (*key).to_owned())
+                .collect(),
+            missing: self
+                .vars
+                .values()
+                .filter(|var| var.required && !keys.contains(var.name.as_str()))
+                .map(|var| var.name.clone())
+                .collect(),
+        }
     }
 
     /// Judges an environment (name → raw string value) against this section.
@@ -532,7 +580,7 @@ pub fn load<T: DeserializeOwned>(service: &str) -> Result<Loaded<T>, ConfigError
 }
 
 /// `.env` (if present) under the process environment.
-fn process_env() -> Result<HashMap<String, String>, ConfigError> {
+pub(crate) fn process_env() -> Result<HashMap<String, String>, ConfigError> {
     match dotenvy::dotenv() {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
@@ -645,6 +693,35 @@ pub trait ServiceConfig: DeserializeOwned + Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_coverage_names_unknown_and_missing_variables() {
+        let spec = Spec::for_service("logging").expect("section");
+        let set = [
+            "INTERNAL_API_KEYS",
+            "BASIC_AUTH_USER",
+            "DATABASE_URL",
+            "NO_SUCH_KEY",
+        ];
+        let coverage = spec.key_coverage(set);
+        assert_eq!(coverage.unknown, ["NO_SUCH_KEY"]);
+        assert_eq!(coverage.missing, ["BASIC_AUTH_PASS"]);
+        assert!(!coverage.is_complete());
+        assert_eq!(
+            coverage.problems("f: s"),
+            [
+                "f: s: sets NO_SUCH_KEY, which its config schema does not know",
+                "f: s: does not set BASIC_AUTH_PASS, which its config schema requires",
+            ]
+        );
+        let all = [
+            "INTERNAL_API_KEYS",
+            "BASIC_AUTH_USER",
+            "BASIC_AUTH_PASS",
+            "DATABASE_URL",
+        ];
+        assert!(spec.key_coverage(all).is_complete());
+    }
 
     #[test]
     fn a_rule_over_several_variables_is_reported_not_dropped() {

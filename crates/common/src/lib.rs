@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod extract;
@@ -39,6 +40,9 @@ impl Serve for Server {
 /// The `main` of a service binary: load and validate the configuration (printing every
 /// problem and exiting with 78 before anything binds when it is invalid), start telemetry,
 /// build the server with `build`, serve until SIGTERM/SIGINT, flush telemetry.
+///
+/// With `healthcheck` or `migrate` as its first argument the binary does that instead of
+/// serving (see [`commands`]).
 pub fn run_service<C, S, F, Fut>(build: F) -> ExitCode
 where
     C: ServiceConfig,
@@ -46,6 +50,10 @@ where
     F: FnOnce(Loaded<C>) -> Fut,
     Fut: Future<Output = anyhow::Result<S>>,
 {
+    let command = commands::Command::from_args();
+    if command == Some(commands::Command::Healthcheck) {
+        return commands::health_probe(C::SERVICE);
+    }
     let loaded = match config::load::<C>(C::SERVICE) {
         Ok(loaded) => loaded,
         Err(config::ConfigError::Invalid(report)) => {
@@ -67,6 +75,9 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if command == Some(commands::Command::Migrate) {
+        return runtime.block_on(commands::migrate(&loaded));
+    }
     let result = runtime.block_on(async {
         let mut server_config = loaded.config.server().clone();
         if !loaded.config.ships_logs() {

@@ -1,6 +1,7 @@
 //! `autonoma`: run the whole stack locally, run every test, apply migrations.
 
 mod dashboard;
+mod dockerfiles;
 mod envfile;
 mod podman;
 mod services;
@@ -32,6 +33,8 @@ enum Command {
     },
     /// Print .env.example, generated from infra/config.schema.json.
     EnvExample,
+    /// Write services/<name>/Dockerfile for every service from infra/docker/Dockerfile.template.
+    Dockerfiles(dockerfiles::DockerfilesArgs),
 }
 
 // Single-threaded on purpose: children are spawned from the main thread, which lives as long
@@ -47,6 +50,7 @@ async fn main() -> ExitCode {
             print!("{text}");
             ExitCode::SUCCESS
         }),
+        Command::Dockerfiles(args) => dockerfiles::run(args),
     };
     match result {
         Ok(code) => code,

@@ -32,6 +32,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service (the default).
     Serve,
+    /// Exit 0 when the service at HOST:PORT answers /health (the image's HEALTHCHECK).
+    Healthcheck,
+    /// Apply the pending migrations to DATABASE_URL's database and exit.
+    Migrate,
     /// Reconcile Render with render.yaml; print the plan (or what was applied) as JSON.
     Apply {
         /// Print the plan and change nothing.
@@ -67,9 +71,14 @@ struct CliConfig {
     log_level: String,
 }
 
-/// Runs a command; `None` means "serve" (the caller starts the service).
+/// Runs a command; `None` means the service bootstrap (`run_service`) takes over: it serves,
+/// or runs `healthcheck` and `migrate`, which every service binary understands (it reads them
+/// from the same arguments).
 pub fn run(command: Command) -> Option<ExitCode> {
-    if matches!(command, Command::Serve) {
+    if matches!(
+        command,
+        Command::Serve | Command::Healthcheck | Command::Migrate
+    ) {
         return None;
     }
     let loaded = match autonoma_common::config::load_command::<CliConfig>("renderctl") {
@@ -124,7 +133,7 @@ async fn execute(command: Command, mut config: CliConfig) -> anyhow::Result<Exit
     }
     let app = Renderctl::new(&config.render, Recorder::new(pool))?;
     match command {
-        Command::Serve => Ok(ExitCode::SUCCESS),
+        Command::Serve | Command::Healthcheck | Command::Migrate => Ok(ExitCode::SUCCESS),
         Command::Apply { dry_run, .. } => apply_command(&app, dry_run).await,
         Command::Deploy {
             service,

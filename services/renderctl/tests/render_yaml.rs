@@ -106,34 +106,37 @@ fn every_service_is_a_docker_web_service_and_the_dashboard_a_static_site() {
     )));
 }
 
+/// Every variable render.yaml gives a service (its own, and those of the env groups it takes
+/// with `fromGroup`) is one the service's config schema knows, and every variable the schema
+/// requires is among them (a literal value, `generateValue`, `sync: false`, `fromDatabase` or
+/// `fromService`).
 #[test]
-fn every_variable_render_yaml_sets_is_one_the_service_reads() {
+fn render_yaml_sets_every_required_variable_and_only_known_ones() {
     let blueprint = Blueprint::parse(&render_yaml()).expect("valid");
-    let group_keys: Vec<String> = blueprint
-        .env_var_groups
-        .iter()
-        .flat_map(|g| &g.env_vars)
-        .filter_map(key)
-        .collect();
+    let mut problems = Vec::new();
     for service in &blueprint.services {
         if service.service_type() != Some(ServiceType::WebService) {
             continue;
         }
         let name = service.name.trim_start_matches("autonoma-");
         let spec = Spec::for_service(name).expect("a config section per service");
-        let keys = service
-            .env_vars
-            .iter()
-            .filter_map(key)
-            .chain(group_keys.clone());
-        for key in keys {
-            assert!(
-                spec.var(&key).is_some(),
-                "render.yaml sets {key} on {}, which its config schema does not know",
-                service.name
-            );
+        let mut keys: Vec<String> = service.env_vars.iter().filter_map(key).collect();
+        for var in &service.env_vars {
+            if let BlueprintEnvVar::FromGroup { from_group } = var {
+                let group = blueprint
+                    .env_var_groups
+                    .iter()
+                    .find(|g| &g.name == from_group)
+                    .expect("fromGroup names a group of the blueprint");
+                keys.extend(group.env_vars.iter().filter_map(key));
+            }
         }
+        problems.extend(
+            spec.key_coverage(keys.iter().map(String::as_str))
+                .problems(&format!("render.yaml: {}", service.name)),
+        );
     }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// The dashboard reads `VITE_<SERVICE>_URL` for each service (dashboard/src/config.ts): every
