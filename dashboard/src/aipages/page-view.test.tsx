@@ -99,6 +99,22 @@ describe('PageView', () => {
     expect(screen.getByRole('group', { name: 'Chart: Growth' })).toBeTruthy();
   });
 
+  it('does not redraw a chart when something else on the page changes', async () => {
+    const before = page([
+      { to: 'plotly-panel-p', directive: 'plotly.figure', body: { data: [{ type: 'scatter', y: [1, 2] }], layout: {} } },
+      { to: 'text-component-t', directive: 'text.set', body: { text: 'before' } },
+    ]);
+    const view = render(<PageView model={before} sendFor={() => async () => {}} showAddresses={false} />);
+    await waitFor(() => expect(drawn).toHaveLength(1));
+    const after = applyAll(before, [{ seq: 3, to: 'text-component-t', directive: 'text.set', body: { text: 'after' } }]);
+    view.rerender(<PageView model={after} sendFor={() => async () => {}} showAddresses={false} />);
+    await screen.findByText('after');
+    const redrawn = applyAll(after, [{ seq: 4, to: 'plotly-panel-p', directive: 'plotly.figure', body: { data: [{ type: 'bar', y: [3] }], layout: {} } }]);
+    view.rerender(<PageView model={redrawn} sendFor={() => async () => {}} showAddresses={false} />);
+    await waitFor(() => expect(drawn).toHaveLength(2));
+    expect(drawn[1].data).toEqual([{ type: 'bar', y: [3] }]);
+  });
+
   it('sends the form to the AI and shows a refusal next to the field it names', async () => {
     const sent: [string, Record<string, unknown>][] = [];
     let refuse = false;

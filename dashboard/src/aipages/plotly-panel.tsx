@@ -103,7 +103,7 @@ export function PlotlyPanel({ address, figure }: { address: string; figure: Figu
 
   useEffect(() => {
     const element = root.current;
-    if (!element || !library) return;
+    if (!element || !library || typeof ResizeObserver === 'undefined') return;
     // The region can change size without the window doing so (layout changes, side panels).
     const observer = new ResizeObserver(() => {
       if (element.isConnected && element.classList.contains('js-plotly-plot')) library.Plots.resize(element);

@@ -171,7 +171,7 @@ function TaskForm({ entry }: { entry: KindEntry }) {
 
   // Payload problems the form shows next to no field: nested members, members only JSON edits.
   const otherPayload: { pointer: string; message: string }[] = [];
-  if (tab === 'json' || submitted) {
+  if (submitted || (tab === 'json' && touched.has('json'))) {
     const list = tab === 'json' ? Object.entries(schemaErrors).map(([pointer, message]) => ({ pointer: pointer || '/', message })) : placed.other;
     otherPayload.push(...list);
   }

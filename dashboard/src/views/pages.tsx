@@ -10,7 +10,14 @@ import '../aipages/aipages.css';
 
 interface StateSummary {
   seq: number;
-  components: unknown[];
+  components: { to?: unknown }[];
+}
+
+/** The page's own components: the layout-manager and dataset-router entries are not among them. */
+function componentCount(state: StateSummary): number {
+  return Array.isArray(state.components)
+    ? state.components.filter((c) => typeof c?.to === 'string' && /^(plotly-panel|text-component)-/.test(c.to)).length
+    : 0;
 }
 
 /** What the gateway says about a page now: its component count and last directive. */
@@ -37,7 +44,7 @@ function PageSummary({ page }: { page: string }) {
     );
   }
   if (!data) return null;
-  const count = Array.isArray(data.components) ? data.components.length : 0;
+  const count = componentCount(data);
   return (
     <span>
       {count} component{count === 1 ? '' : 's'} · {data.seq} directive{data.seq === 1 ? '' : 's'}

@@ -360,7 +360,13 @@ function Actions({ task, onTask, refresh }: ActionProps) {
     try {
       const next = action === 'cancel' ? await cancelTask(task.id) : await retryTask(task.id);
       onTask(next);
-      setDone(action === 'cancel' ? `Cancelled (now ${next.status}).` : `Queued again (now ${next.status}).`);
+      setDone(
+        action === 'cancel'
+          ? next.status === 'cancelled'
+            ? 'Cancelled.'
+            : `Cancel sent; the task is ${next.status}.`
+          : 'Queued again with a fresh set of attempts.',
+      );
     } catch (error) {
       setFailure(error instanceof Error ? error : new Error(String(error)));
     } finally {

@@ -35,6 +35,8 @@ export function Tasks() {
   const page = useResource((signal) => listTasks(filters, cursor, signal), [key]);
   useRefetchOnReconnect(page.reload);
   const [rows, setRows] = useState<Task[] | null>(null);
+  // The query the rows answer: while another one loads they stay (dimmed); if it fails they go.
+  const [rowsKey, setRowsKey] = useState('');
   const [flashing, setFlashing] = useState<ReadonlySet<string>>(new Set());
   const timers = useRef(new Map<string, ReturnType<typeof setTimeout>>());
   // Updates that arrive while a page loads are folded into it once it is there.
@@ -53,6 +55,7 @@ export function Tasks() {
     }
     pending.current.clear();
     setRows(next);
+    setRowsKey(key);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [page.data]);
   useEffect(() => () => timers.current.forEach(clearTimeout), []);
@@ -92,6 +95,7 @@ export function Tasks() {
 
   const queryErrors = page.error instanceof ApiError && page.error.status === 400 ? fieldErrors(page.error.problem) : {};
   const nextCursor = page.data?.nextCursor ?? null;
+  const shown = rows && (rowsKey === key || page.loading) ? rows : null;
 
   return (
     <div>
@@ -106,21 +110,21 @@ export function Tasks() {
       </section>
       <section class="panel" aria-label="Task list">
         {page.error && <ErrorNotice error={page.error} retry={page.reload} />}
-        {page.loading && !rows && <Loading label="Loading tasks…" />}
-        {rows && (
+        {page.loading && !shown && <Loading label="Loading tasks…" />}
+        {shown && (
           <>
             <div class="tasks-summary">
               <span role="status" aria-live="polite">
                 {page.loading
                   ? 'Refreshing…'
-                  : `${rows.length} task${rows.length === 1 ? '' : 's'} on page ${trail.length + 1}${nextCursor ? ', more on the next page' : ''}`}
+                  : `${shown.length} task${shown.length === 1 ? '' : 's'} on page ${trail.length + 1}${nextCursor ? ', more on the next page' : ''}`}
               </span>
               {trail.length > 0 && <span>New tasks appear on the first page; rows here update live.</span>}
             </div>
-            {rows.length === 0 && !page.loading ? (
+            {shown.length === 0 && !page.loading ? (
               <EmptyState filtered={hasFilters(filters)} onClear={() => applyFilters(EMPTY_FILTERS)} />
             ) : (
-              <TaskTable rows={rows} flashing={flashing} busy={page.loading} />
+              <TaskTable rows={shown} flashing={flashing} busy={page.loading} />
             )}
             <nav class="pager" aria-label="Pages">
               <button type="button" disabled={trail.length === 0} onClick={() => go({ filters, trail: [] })}>
