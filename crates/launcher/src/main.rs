@@ -3,6 +3,7 @@
 mod dashboard;
 mod dockerfiles;
 mod envfile;
+mod footprint;
 mod podman;
 mod services;
 mod stack;
@@ -35,6 +36,8 @@ enum Command {
     EnvExample,
     /// Write services/<name>/Dockerfile for every service from infra/docker/Dockerfile.template.
     Dockerfiles(dockerfiles::DockerfilesArgs),
+    /// Build the services, run the stack and report each one's binary size and idle memory.
+    Footprint(footprint::FootprintArgs),
 }
 
 // Single-threaded on purpose: children are spawned from the main thread, which lives as long
@@ -51,6 +54,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Dockerfiles(args) => dockerfiles::run(args),
+        Command::Footprint(args) => footprint::run(args).await,
     };
     match result {
         Ok(code) => code,
