@@ -106,6 +106,8 @@ async function teardown(): Promise<void> {
     await Promise.race([exited, sleep(10_000)]);
   }
   renderFake?.stdout?.destroy();
+  renderFake?.unref();
+  launcher?.unref();
   launcher?.stdout?.destroy();
   launcher?.stderr?.destroy();
   log?.end();
@@ -168,6 +170,7 @@ async function freeBlock(count: number): Promise<number> {
   throw new Error(`no ${count} consecutive free ports`);
 }
 
+/** A pause that never keeps the test process alive by itself. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
+  return new Promise((done) => setTimeout(done, ms).unref());
 }
