@@ -302,16 +302,22 @@ pub async fn require_stream_auth(request: Request, next: Next) -> Response {
     guard(Accepts::Either { query: true }, request, next).await
 }
 
-/// Refuses any request whose `Origin` is not in `WS_ALLOWED_ORIGINS`. Browsers always send
-/// `Origin` on WebSocket upgrades and cross-origin requests; clients that are not browsers send
-/// none and are judged by their credentials alone.
+/// Refuses any request whose `Origin` is neither in `WS_ALLOWED_ORIGINS` nor the service's
+/// own. Browsers always send `Origin` on WebSocket upgrades and cross-origin requests (and on
+/// module scripts and POSTs of a page the service serves itself, such as the sandbox's
+/// preview); clients that are not browsers send none and are judged by their credentials alone.
+/// Either way the route's credentials are still required.
 pub async fn check_origin(request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return next.run(request).await;
     };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     let verdict = auth_of(&request).and_then(|auth| {
         let origin = origin.to_str().unwrap_or_default();
-        if auth.origin_allowed(origin) {
+        if auth.origin_allowed(origin) || host.is_some_and(|host| same_origin(origin, host)) {
             Ok(())
         } else {
             Err(Problem::forbidden(format!(
@@ -325,6 +331,14 @@ pub async fn check_origin(request: Request, next: Next) -> Response {
         Ok(()) => next.run(request).await,
         Err(problem) => problem.into_response(),
     }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to. The scheme
+/// is not compared: behind a TLS-terminating proxy the service sees plain HTTP.
+fn same_origin(origin: &str, host: &str) -> bool {
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
 /// CORS for the allowed origins, exposing what the dashboard reads.

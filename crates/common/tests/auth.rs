@@ -291,6 +291,33 @@ async fn disallowed_origin_is_refused_and_cors_allows_the_configured_one() {
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(allowed.headers()["access-control-allow-origin"], ORIGIN);
 
+    // A page the service serves itself (the sandbox's preview) calls it from its own origin;
+    // its credentials are still checked.
+    let own_origin = url.split("/human").next().expect("base URL").to_owned();
+    let own = http()
+        .get(&url)
+        .basic_auth(USER, Some(PASS))
+        .header("origin", &own_origin)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(own.status(), StatusCode::OK);
+    let own_without_credentials = http()
+        .get(&url)
+        .header("origin", &own_origin)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(own_without_credentials.status(), StatusCode::UNAUTHORIZED);
+    let lookalike = http()
+        .get(&url)
+        .basic_auth(USER, Some(PASS))
+        .header("origin", format!("{own_origin}.evil.example"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(lookalike.status(), StatusCode::FORBIDDEN);
+
     // Clients that are not browsers send no Origin and are judged by credentials alone.
     let cli = http()
         .get(&url)

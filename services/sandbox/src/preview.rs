@@ -2,7 +2,10 @@
 //! session's dev server over a connection the driver opens inside the container (sessions
 //! have no network the service could reach). WebSocket upgrades are carried through, so hot
 //! reload works; `Host` is rewritten to `localhost:<port>`, which dev servers with host checks
-//! accept.
+//! accept. The operator's credentials (`?auth=`, `Authorization`, the internal key, the
+//! preview cookie of [`cookie`]) stay with the sandbox: the code in the session never sees them.
+
+pub mod cookie;
 
 use std::time::Duration;
 
@@ -101,19 +104,17 @@ pub async fn proxy(sandbox: &Sandbox, live: &Live, mut request: Request) -> Resp
         }
     };
     // `?auth=` carries the operator's credentials; the code in the session never sees them.
-    let query = original.query().map(|query| {
-        query
-            .split('&')
-            .filter(|pair| *pair != "auth" && !pair.starts_with("auth="))
-            .collect::<Vec<_>>()
-            .join("&")
-    });
-    let path_and_query = match query.filter(|q| !q.is_empty()) {
+    let query = original.query().and_then(without_auth);
+    let path_and_query = match &query {
         Some(query) => format!("{forwarded_path}?{query}"),
         None => forwarded_path,
     };
     let Ok(uri) = path_and_query.parse::<Uri>() else {
         return Problem::bad_request("The preview path is not valid.").into_response();
+    };
+    let original_uri = match &query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
     };
 
     let wants_upgrade = request.headers().contains_key(header::UPGRADE);
@@ -124,7 +125,7 @@ pub async fn proxy(sandbox: &Sandbox, live: &Live, mut request: Request) -> Resp
         &mut parts.headers,
         target.port,
         &prefix,
-        &original,
+        &original_uri,
         wants_upgrade,
     );
     let upstream = Request::from_parts(parts, body);
@@ -167,11 +168,21 @@ pub async fn proxy(sandbox: &Sandbox, live: &Live, mut request: Request) -> Resp
     Response::from_parts(parts, Body::new(body))
 }
 
+/// The query without its `auth` parameters, `None` when nothing else is left.
+pub fn without_auth(query: &str) -> Option<String> {
+    let kept = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && *pair != "auth" && !pair.starts_with("auth="))
+        .collect::<Vec<_>>()
+        .join("&");
+    (!kept.is_empty()).then_some(kept)
+}
+
 fn rewrite_request_headers(
     headers: &mut HeaderMap,
     port: u16,
     prefix: &str,
-    original: &Uri,
+    original: &str,
     upgrade: bool,
 ) {
     let client_host = headers.get(header::HOST).cloned();
@@ -193,8 +204,23 @@ fn rewrite_request_headers(
     if let Ok(prefix) = HeaderValue::from_str(prefix) {
         headers.insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
     }
-    if let Ok(uri) = HeaderValue::from_str(&original.to_string()) {
+    if let Ok(uri) = HeaderValue::from_str(original) {
         headers.insert(HeaderName::from_static("x-original-uri"), uri);
+    }
+    // A page opened at `…?auth=` names it in the Referer of what it loads.
+    let referer = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('?'))
+        .map(|(base, query)| match without_auth(query) {
+            Some(query) => format!("{base}?{query}"),
+            None => base.to_owned(),
+        });
+    if let Some(referer) = referer {
+        match HeaderValue::from_str(&referer) {
+            Ok(value) => headers.insert(header::REFERER, value),
+            Err(_) => headers.remove(header::REFERER),
+        };
     }
     // Dev servers that check Origin on their WebSocket see their own.
     if upgrade

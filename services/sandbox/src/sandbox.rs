@@ -26,8 +26,9 @@ use crate::SandboxConfig;
 use crate::driver::{Chunk, ContainerSpec, Driver, DriverError, ExecSpec, Stats};
 use crate::logs::{LogHub, Stream};
 use crate::output::{Capture, Redactor};
+use crate::preview::cookie::PreviewCookies;
 use crate::project::{Snapshot, Template};
-use crate::store::{self, NewToolCall, SessionRow};
+use crate::store::{self, NewToolCall, SessionRow, SessionSummaryRow};
 use crate::workspace::{
     Checkpoint, CheckpointError, Checkpoints, Entry, FileOut, FsError, Workspace,
 };
@@ -107,6 +108,7 @@ struct Inner {
     owner_tag: String,
     redactor: Redactor,
     preview_base: Url,
+    preview_cookies: PreviewCookies,
     sessions: RwLock<HashMap<Uuid, Arc<Live>>>,
     shutdown: CancellationToken,
 }
@@ -191,6 +193,29 @@ pub struct StateOut {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub last_active_at: OffsetDateTime,
+}
+
+/// A session as `GET /api/sessions` lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSummaryOut {
+    pub session_id: Uuid,
+    pub template: String,
+    /// `creating`, `ready`, `failed` or `deleted`.
+    pub status: String,
+    /// Why the session failed or ended.
+    pub status_reason: Option<String>,
+    pub preview_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_active_at: OffsetDateTime,
+    /// When it was deleted (deleted sessions only).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -303,6 +328,13 @@ impl Sandbox {
             name => Some(name.to_owned()),
         };
         let owner_tag = store::owner_tag(&pool).await?.to_string();
+        let preview_cookies = match config.server.internal_api_keys.first() {
+            Some(key) => PreviewCookies::new(key.expose_secret().as_bytes()),
+            // The schema requires a key; without one, cookies last as long as this process.
+            None => PreviewCookies::new(
+                &[*Uuid::new_v4().as_bytes(), *Uuid::new_v4().as_bytes()].concat(),
+            ),
+        };
         let sandbox = Self(Arc::new(Inner {
             pool,
             driver,
@@ -321,6 +353,7 @@ impl Sandbox {
             owner_tag,
             redactor: Redactor::new(secrets),
             preview_base: config.sandbox_preview_base_url.clone(),
+            preview_cookies,
             sessions: RwLock::new(HashMap::new()),
             shutdown,
         }));
@@ -352,6 +385,11 @@ impl Sandbox {
     pub fn preview_url(&self, id: Uuid) -> String {
         let base = self.0.preview_base.as_str().trim_end_matches('/');
         format!("{base}{}", preview_prefix(id)) + "/"
+    }
+
+    /// Signs and checks the cookies that open a session's preview ([`crate::preview::cookie`]).
+    pub fn preview_cookies(&self) -> &PreviewCookies {
+        &self.0.preview_cookies
     }
 
     fn session_dir(&self, id: Uuid) -> PathBuf {
@@ -590,6 +628,19 @@ impl Sandbox {
             resources,
             created_at: row.created_at,
             last_active_at: row.last_active_at,
+        }
+    }
+
+    pub fn summary_of(&self, row: SessionSummaryRow) -> SessionSummaryOut {
+        SessionSummaryOut {
+            session_id: row.id,
+            preview_url: self.preview_url(row.id),
+            template: row.template,
+            status: row.status,
+            status_reason: row.status_reason,
+            created_at: row.created_at,
+            last_active_at: row.last_active_at,
+            deleted_at: row.deleted_at,
         }
     }
 

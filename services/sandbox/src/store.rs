@@ -75,6 +75,42 @@ pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<SessionRow>> {
     .await
 }
 
+/// What a list of sessions shows of each.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionSummaryRow {
+    pub id: Uuid,
+    pub template: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub last_active_at: OffsetDateTime,
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+/// Up to `limit` sessions, newest first (`created_at`, then `id`, both descending), with
+/// `status` when given, after the (`created_at`, `id`) of the previous page's last one.
+pub async fn page(
+    pool: &PgPool,
+    status: Option<&str>,
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<SessionSummaryRow>> {
+    let (after_created, after_id) = after.unzip();
+    sqlx::query_as(
+        "SELECT id, template, status, status_reason, created_at, last_active_at, deleted_at \
+         FROM sandbox_sessions \
+         WHERE ($1::text IS NULL OR status = $1) \
+         AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+    )
+    .bind(status)
+    .bind(after_created)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Sessions a running service should have: `creating` or `ready`.
 pub async fn live(pool: &PgPool) -> sqlx::Result<Vec<SessionRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

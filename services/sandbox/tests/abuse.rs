@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, start, start_with};
+use autonoma_common::auth::encode_basic;
+use common::{PASS, Service, USER, start, start_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -378,4 +379,38 @@ async fn the_preview_rewrites_host_and_keeps_the_operators_credentials() {
         "credentials forwarded: {head}"
     );
     assert!(!lower.contains("x-internal-key"), "{head}");
+    assert!(
+        !head.contains("b3BlcmF0b3I6eA"),
+        "?auth= forwarded (x-original-uri?): {head}"
+    );
+
+    // What a page opened at `…?auth=` loads names that address as its Referer; the dev server
+    // gets it without the credentials, and never the preview cookie.
+    let page = service.url(&format!(
+        "/api/sessions/{id}/preview/proxy/?auth={}&tab=2",
+        encode_basic(USER, PASS)
+    ));
+    let response = service
+        .http
+        .get(service.url(&format!("/api/sessions/{id}/preview/proxy/app.js")))
+        .basic_auth(USER, Some(PASS))
+        .header("referer", &page)
+        .header("cookie", "autonoma_preview=1.abc; theme=dark")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let head = response.text().await.expect("body");
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains(&format!(
+            "referer: {}",
+            service
+                .url(&format!("/api/sessions/{id}/preview/proxy/?tab=2"))
+                .to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+    assert!(!head.contains(&encode_basic(USER, PASS)), "{head}");
+    assert!(!lower.contains("cookie"), "{head}");
 }

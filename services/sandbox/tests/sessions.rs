@@ -1,14 +1,16 @@
 //! A session's whole life against the real engine: create, write, run, serve, preview, watch
-//! the log, stop, delete; the preview carrying a WebSocket; the cap on sessions; the reaper.
+//! the log, stop, delete; the preview carrying a WebSocket; the preview's cookie opening a
+//! page's own files; the list of sessions; the cap on sessions; the reaper.
 
 mod common;
 
 use std::time::Duration;
 
 use autonoma_common::auth::encode_basic;
-use common::{PASS, USER, container_exists, start, start_with};
+use common::{KEY, PASS, USER, container_exists, read, start, start_with};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
+use sandbox::preview::cookie::{self, PreviewCookies};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -411,4 +413,304 @@ async fn replacing_a_file_takes_a_checkpoint_that_restores_it() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
+}
+
+#[tokio::test]
+async fn sessions_are_listed_newest_first_a_page_at_a_time() {
+    let (_env, service) = start().await;
+    let first = service.create("empty").await;
+    let second = service.create("static").await;
+
+    let (status, page) = service.get("/api/sessions").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["sessionId"].as_str())
+        .collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "{page}");
+    assert_eq!(page["nextCursor"], Value::Null, "{page}");
+    let newest = &page["items"][0];
+    assert_eq!(newest["template"], "static", "{newest}");
+    assert_eq!(newest["status"], "ready", "{newest}");
+    assert_eq!(newest["statusReason"], Value::Null, "{newest}");
+    assert_eq!(newest["deletedAt"], Value::Null, "{newest}");
+    assert!(
+        newest["previewUrl"]
+            .as_str()
+            .is_some_and(|url| url.ends_with(&format!("/api/sessions/{second}/preview/proxy/"))),
+        "{newest}"
+    );
+    for field in ["createdAt", "lastActiveAt"] {
+        let text = newest[field].as_str().unwrap_or_default();
+        assert!(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{field} is not RFC 3339: {newest}"
+        );
+    }
+
+    // One at a time: the cursor leads to the older session, and that page is the last.
+    let (status, one) = service.get("/api/sessions?limit=1").await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["items"].as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one["items"][0]["sessionId"], second.as_str(), "{one}");
+    let cursor = one["nextCursor"].as_str().expect("a next page").to_owned();
+    let (status, two) = service
+        .get(&format!("/api/sessions?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{two}");
+    assert_eq!(two["items"].as_array().map(Vec::len), Some(1), "{two}");
+    assert_eq!(two["items"][0]["sessionId"], first.as_str(), "{two}");
+    assert_eq!(two["nextCursor"], Value::Null, "{two}");
+
+    // Filtered by status once one is deleted; an internal key works as well as Basic Auth.
+    assert_eq!(
+        service.delete(&format!("/api/sessions/{first}")).await,
+        StatusCode::NO_CONTENT
+    );
+    let response = service
+        .http
+        .get(service.url("/api/sessions?status=deleted"))
+        .header("x-internal-key", KEY)
+        .send()
+        .await
+        .expect("GET");
+    let (status, deleted) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(
+        deleted["items"].as_array().map(Vec::len),
+        Some(1),
+        "{deleted}"
+    );
+    let gone = &deleted["items"][0];
+    assert_eq!(gone["sessionId"], first.as_str(), "{deleted}");
+    assert_eq!(gone["status"], "deleted", "{deleted}");
+    assert_eq!(gone["statusReason"], "deleted through the API", "{deleted}");
+    assert!(gone["deletedAt"].is_string(), "{deleted}");
+    let (status, ready) = service.get("/api/sessions?status=ready").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    let ids: Vec<&str> = ready["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["sessionId"].as_str())
+        .collect();
+    assert_eq!(ids, [second.as_str()], "{ready}");
+    let (_, failed) = service.get("/api/sessions?status=failed").await;
+    assert_eq!(failed["items"], json!([]), "{failed}");
+
+    // Bad input names the parameter.
+    for (query, field) in [
+        ("status=gone", "status"),
+        ("status=", "status"),
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("cursor=dGFzazox", "cursor"),
+    ] {
+        let (status, problem) = service.get(&format!("/api/sessions?{query}")).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{query}: {problem}");
+    }
+    let (status, problem) = service.get("/api/sessions?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let response = service
+        .http
+        .get(service.url("/api/sessions"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    // Documented in the OpenAPI document.
+    let (status, openapi) = service.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let list = &openapi["paths"]["/api/sessions"]["get"];
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, ["status", "limit", "cursor"], "{list}");
+    assert!(list["responses"]["200"].is_object(), "{list}");
+}
+
+/// A client that keeps no cookies and follows no redirects, so the test sees each answer.
+fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The `name=value` of the preview cookie a response sets.
+fn preview_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{}=", cookie::NAME)))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn the_preview_cookie_opens_the_pages_own_files_of_that_session_only() {
+    let (_env, service) = start().await;
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let id = service.create("static").await;
+        let (status, dev) = service
+            .post(
+                &format!("/api/sessions/{id}/dev/start"),
+                json!({"cmd": "httpd -f -p 8080 -h /workspace", "port": 8080}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{dev}");
+        service.preview_when_up(&id, "/style.css").await;
+        sessions.push(id);
+    }
+    let (a, b) = (&sessions[0], &sessions[1]);
+    let preview =
+        |id: &str, path: &str| service.url(&format!("/api/sessions/{id}/preview/proxy{path}"));
+    let http = bare_client();
+    let auth = encode_basic(USER, PASS);
+
+    // The first request, as the dashboard's iframe makes it, authenticates with ?auth= and
+    // gets the cookie: for this session's preview only, out of the page's reach, no secret.
+    let response = http
+        .get(format!("{}?auth={auth}", preview(a, "/")))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    for attribute in [
+        format!("Path=/api/sessions/{a}/preview/"),
+        "HttpOnly".to_owned(),
+        "Secure".to_owned(),
+        "SameSite=None".to_owned(),
+        "Partitioned".to_owned(),
+        "Max-Age=43200".to_owned(),
+    ] {
+        assert!(set_cookie.contains(&attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(
+        !set_cookie.contains(PASS) && !set_cookie.contains(&auth),
+        "{set_cookie}"
+    );
+    let cookie_a = preview_cookie(&response).expect("the preview cookie");
+    let page = response.text().await.expect("body");
+    assert!(page.contains("Hello from the sandbox"), "{page}");
+
+    // The page's stylesheet comes with the cookie alone, and needs nothing else.
+    let response = http
+        .get(preview(a, "/style.css"))
+        .header("cookie", format!("theme=dark; {cookie_a}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        preview_cookie(&response),
+        None,
+        "no new cookie for a cookie"
+    );
+    assert!(response.text().await.expect("body").contains("font-family"));
+
+    // Session A's cookie does not open session B, nor does a tampered or expired one, nor
+    // nothing at all: each is the usual Basic Auth challenge.
+    let (expires, signature) = cookie_a
+        .split_once('=')
+        .and_then(|(_, token)| token.split_once('.'))
+        .expect("<expiry>.<signature>");
+    let later: i64 = expires.parse::<i64>().expect("expiry") + 3600;
+    let first = if signature.starts_with('A') { "B" } else { "A" };
+    let flipped = format!("{first}{}", &signature[1..]);
+    let keys = PreviewCookies::new(common::KEY.as_bytes());
+    let expired = keys.issue(
+        a.parse().expect("uuid"),
+        time::OffsetDateTime::now_utc() - cookie::LIFETIME - time::Duration::minutes(1),
+    );
+    let refused = [
+        (b.as_str(), cookie_a.clone()),
+        (a.as_str(), format!("{}={later}.{signature}", cookie::NAME)),
+        (a.as_str(), format!("{}={expires}.{flipped}", cookie::NAME)),
+        (a.as_str(), format!("{}={expired}", cookie::NAME)),
+        (a.as_str(), format!("{}=", cookie::NAME)),
+    ];
+    for (id, cookie) in refused {
+        let response = http
+            .get(preview(id, "/style.css"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{id} {cookie}");
+        assert!(response.headers().contains_key("www-authenticate"));
+    }
+    let response = http
+        .get(preview(a, "/style.css"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key("www-authenticate"));
+    // The cookie opens nothing but the preview.
+    let response = http
+        .get(service.url(&format!("/api/sessions/{a}/state")))
+        .header("cookie", &cookie_a)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // Basic Auth in the header gets a cookie too, its own.
+    let response = http
+        .get(preview(b, "/"))
+        .basic_auth(USER, Some(PASS))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie_b = preview_cookie(&response).expect("a cookie");
+    assert_ne!(cookie_a, cookie_b);
+
+    // A browser navigating with ?auth= is sent on to the address without it, cookie in hand,
+    // so the page's own address never holds the credentials.
+    let response = http
+        .get(format!("{}?x=1&auth={auth}", preview(a, "/index.html")))
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok()),
+        Some(format!("/api/sessions/{a}/preview/proxy/index.html?x=1").as_str())
+    );
+    let cookie = preview_cookie(&response).expect("the cookie with the redirect");
+    let response = http
+        .get(preview(a, "/index.html?x=1"))
+        .header("sec-fetch-mode", "navigate")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
 }

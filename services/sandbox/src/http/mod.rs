@@ -1,8 +1,10 @@
 //! The HTTP API (Basic Auth or an internal key), following the seed's shape:
-//! `POST /api/sessions`, `GET /api/sessions/{id}/state`, `DELETE /api/sessions/{id}`, the tools
-//! under `/api/sessions/{id}/` (`fs/list`, `fs/read`, `fs/write`, `exec`, `install`,
-//! `dev/start`, `dev/stop`, `http/fetch`, `checkpoints`), the recorded `tool-calls`, the
-//! WebSocket `logs`, and the `preview/proxy/*` (browsers may pass `?auth=` on the last two).
+//! `POST /api/sessions`, `GET /api/sessions`, `GET /api/sessions/{id}/state`,
+//! `DELETE /api/sessions/{id}`, the tools under `/api/sessions/{id}/` (`fs/list`, `fs/read`,
+//! `fs/write`, `exec`, `install`, `dev/start`, `dev/stop`, `http/fetch`, `checkpoints`), the
+//! recorded `tool-calls`, the WebSocket `logs`, and the `preview/proxy/*` (browsers may pass
+//! `?auth=` on the last two; the preview answers with a cookie that opens it for the page's
+//! own requests).
 //! [`router`] also mounts the MCP endpoint of each session ([`crate::mcp`]).
 
 pub mod logs;
@@ -26,8 +28,8 @@ pub fn router(sandbox: Sandbox) -> OpenApiRouter {
         .route_layer(from_fn(require_operator))
         .with_state(sandbox.clone());
     let browser = logs::router()
-        .merge(preview::router())
         .route_layer(from_fn(require_stream_auth))
+        .merge(preview::router(sandbox.clone()))
         .with_state(sandbox.clone());
     api.merge(browser).merge(crate::mcp::router(sandbox))
 }

@@ -1,19 +1,27 @@
-//! `/api/sessions/{id}/preview/proxy/*`: the live preview ([`crate::preview`]).
+//! `/api/sessions/{id}/preview/proxy/*`: the live preview ([`crate::preview`]), behind
+//! [`require_preview_auth`].
 
 use autonoma_common::Problem;
+use autonoma_common::auth::{INTERNAL_KEY_HEADER, auth_of};
 use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
 
 use super::parse_session;
 use crate::Sandbox;
+use crate::preview::without_auth;
 
-pub fn router() -> OpenApiRouter<Sandbox> {
+pub fn router(sandbox: Sandbox) -> OpenApiRouter<Sandbox> {
     OpenApiRouter::new()
         .route("/api/sessions/{id}/preview/proxy", any(proxy))
         .route("/api/sessions/{id}/preview/proxy/", any(proxy))
         .route("/api/sessions/{id}/preview/proxy/{*rest}", any(proxy))
+        .route_layer(from_fn_with_state(sandbox, require_preview_auth))
 }
 
 async fn proxy(
@@ -33,5 +41,147 @@ async fn proxy(
     match live {
         Ok(live) => crate::preview::proxy(&sandbox, &live, request).await,
         Err(problem) => problem.into_response(),
+    }
+}
+
+/// Who may use a preview: what the log stream accepts (Basic Auth in `Authorization` or as
+/// `?auth=<base64(user:pass)>`, or an internal key), or the preview cookie of that session
+/// ([`crate::preview::cookie`]). A request that authenticates the first way gets a fresh
+/// cookie, so the page's own files and fetches, which come without `?auth=`, pass too. A
+/// browser navigating to `…?auth=` is sent on to the same address without it (303), so the
+/// credentials stay out of the page's address, where its scripts could read them.
+pub async fn require_preview_auth(
+    State(sandbox): State<Sandbox>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let auth = match auth_of(&request) {
+        Ok(auth) => auth,
+        Err(problem) => return problem.into_response(),
+    };
+    let session = session_in_path(request.uri().path());
+    let now = OffsetDateTime::now_utc();
+    if let Err(problem) = auth.check_operator(&request, true) {
+        let cookies = sandbox.preview_cookies();
+        return match session {
+            Some(session) if cookies.admits(request.headers(), session, now) => {
+                next.run(request).await
+            }
+            _ => problem.into_response(),
+        };
+    }
+    let Some(session) = session else {
+        return next.run(request).await;
+    };
+    let cookie = sandbox.preview_cookies().set_cookie(session, now);
+    let mut response = match navigation_with_auth_in_query(&request) {
+        Some(location) => see_other(&location),
+        None => next.run(request).await,
+    };
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The session a preview path names (`/api/sessions/{id}/preview/…`).
+fn session_in_path(path: &str) -> Option<Uuid> {
+    let id = path.strip_prefix("/api/sessions/")?.split('/').next()?;
+    Uuid::parse_str(id).ok()
+}
+
+/// Where to send a browser that navigated here with its credentials in `?auth=` (and nowhere
+/// else): the same address without them. `None` for every other request.
+fn navigation_with_auth_in_query(request: &Request) -> Option<String> {
+    let headers = request.headers();
+    let navigating = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"));
+    let query = request.uri().query()?;
+    let auth_in_query = query
+        .split('&')
+        .any(|pair| pair == "auth" || pair.starts_with("auth="));
+    let other_credentials =
+        headers.contains_key(header::AUTHORIZATION) || headers.contains_key(INTERNAL_KEY_HEADER);
+    let method = request.method();
+    if !navigating
+        || !auth_in_query
+        || other_credentials
+        || !(method == Method::GET || method == Method::HEAD)
+    {
+        return None;
+    }
+    let path = request.uri().path();
+    Some(match without_auth(query) {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    })
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(location) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+        )
+            .into_response(),
+        Err(_) => Problem::bad_request("The preview path is not valid.").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_is_read_from_the_preview_path() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            session_in_path(&format!("/api/sessions/{id}/preview/proxy/a/b.css")),
+            Some(id)
+        );
+        assert_eq!(session_in_path("/api/sessions/nope/preview/proxy/"), None);
+        assert_eq!(session_in_path("/elsewhere"), None);
+    }
+
+    #[test]
+    fn only_a_navigation_with_credentials_in_the_query_is_redirected() {
+        let request = |uri: &str, headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().uri(uri);
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(axum::body::Body::empty()).unwrap_or_default()
+        };
+        let navigate = [("sec-fetch-mode", "navigate")];
+        assert_eq!(
+            navigation_with_auth_in_query(&request("/p/?auth=abc", &navigate)),
+            Some("/p/".to_owned())
+        );
+        assert_eq!(
+            navigation_with_auth_in_query(&request("/p/x?a=1&auth=abc&b=2", &navigate)),
+            Some("/p/x?a=1&b=2".to_owned())
+        );
+        assert_eq!(
+            navigation_with_auth_in_query(&request("/p/?a=1", &navigate)),
+            None
+        );
+        assert_eq!(
+            navigation_with_auth_in_query(&request("/p/?auth=abc", &[])),
+            None
+        );
+        assert_eq!(
+            navigation_with_auth_in_query(&request(
+                "/p/?auth=abc",
+                &[
+                    ("sec-fetch-mode", "navigate"),
+                    ("authorization", "Basic abc")
+                ]
+            )),
+            None
+        );
     }
 }
