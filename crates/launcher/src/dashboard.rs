@@ -200,7 +200,16 @@ pub async fn browser_tests(
         );
     }
     let fake = build_render_fake(root).await?;
-    let launcher = std::env::current_exe().context("locating the launcher")?;
+    // The launcher as built now: the Rust tests may have rebuilt this very binary (with their
+    // dev-dependency features), which leaves the running one's path pointing at a deleted file.
+    let built = crate::workspace::target_dir(root)?
+        .join("debug")
+        .join("autonoma");
+    let launcher = if built.is_file() {
+        built
+    } else {
+        std::env::current_exe().context("locating the launcher")?
+    };
     let mut command = Command::new("npm");
     command
         .args(["run", "test:e2e", "--"])
