@@ -18,6 +18,7 @@ import type {
   SessionCreated,
   SessionState,
 } from './types';
+import type { SessionStatus, SessionsPage } from './sandbox';
 
 /** A frozen service should show as down quickly, not after the default 10 s. */
 export const CHECK_TIMEOUT_MS = 4_000;
@@ -80,8 +81,18 @@ function sessionPath(id: string, rest: string): string {
   return `/api/sessions/${encodeURIComponent(id)}${rest}`;
 }
 
-export function listSessions(signal?: AbortSignal): Promise<unknown> {
-  return api<unknown>('sandbox', '/api/sessions', { signal });
+/** Sessions per page of the list (the sandbox takes 1 to 200). */
+export const SESSIONS_PAGE_SIZE = 25;
+
+/** A page of sessions, newest first: `cursor` is the previous page's `nextCursor`. */
+export function listSessions(
+  filter: { status: SessionStatus | null; cursor?: string },
+  signal?: AbortSignal,
+): Promise<SessionsPage> {
+  return api<SessionsPage>('sandbox', '/api/sessions', {
+    signal,
+    query: { status: filter.status, limit: SESSIONS_PAGE_SIZE, cursor: filter.cursor },
+  });
 }
 
 export function createSession(template: string): Promise<SessionCreated> {

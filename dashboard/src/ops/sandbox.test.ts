@@ -2,24 +2,19 @@ import { describe, expect, it } from 'vitest';
 
 import { ApiError } from '../api/http';
 import {
-  forgetSession,
   isNoEngine,
+  isSessionStatus,
   logsSocketUrl,
-  normalizeSessions,
   parseSessionId,
+  parseSessionListState,
+  previewMayPrompt,
   previewSandbox,
-  rememberSession,
-  rememberedSessions,
+  sessionListHref,
   sortEntries,
   withAuth,
 } from './sandbox';
 
 const ID = '0b7c6a2e-1f6d-4c43-9d0a-5b8f7e6d5c4b';
-
-function memoryStorage() {
-  const items = new Map<string, string>();
-  return { getItem: (k: string) => items.get(k) ?? null, setItem: (k: string, v: string) => void items.set(k, v) };
-}
 
 describe('isNoEngine', () => {
   it('recognises the sandbox saying its container engine is unavailable', () => {
@@ -74,19 +69,6 @@ describe('sortEntries', () => {
   });
 });
 
-describe('normalizeSessions', () => {
-  it('reads an array, {items} or {sessions}, with sessionId or id', () => {
-    expect(normalizeSessions([{ sessionId: 'a', status: 'ready' }]).map((s) => s.sessionId)).toEqual(['a']);
-    expect(normalizeSessions({ items: [{ id: 'b' }] }).map((s) => s.sessionId)).toEqual(['b']);
-    expect(normalizeSessions({ sessions: [{ sessionId: 'c', template: 'static' }] })[0]).toMatchObject({ sessionId: 'c', template: 'static' });
-  });
-
-  it('skips what is not a session', () => {
-    expect(normalizeSessions([null, 3, { name: 'x' }, { id: 'ok' }]).map((s) => s.sessionId)).toEqual(['ok']);
-    expect(normalizeSessions('nope')).toEqual([]);
-  });
-});
-
 describe('parseSessionId', () => {
   it('accepts a UUID alone or inside a URL', () => {
     expect(parseSessionId(`  ${ID.toUpperCase()} `)).toBe(ID);
@@ -99,22 +81,44 @@ describe('parseSessionId', () => {
   });
 });
 
-describe('remembered sessions', () => {
-  it('keeps ids newest first, without duplicates, and forgets on request', () => {
-    const storage = memoryStorage();
-    const other = ID.replace('0b7c', '1111');
-    rememberSession(ID, storage);
-    rememberSession(other, storage);
-    expect(rememberSession(ID, storage)).toEqual([ID, other]);
-    expect(rememberedSessions(storage)).toEqual([ID, other]);
-    expect(forgetSession(ID, storage)).toEqual([other]);
+describe('session list state', () => {
+  it('reads the status filter and the cursor trail from the address', () => {
+    expect(parseSessionListState({ status: 'failed', cursor: 'c2Vzc2lvbjox,c2Vzc2lvbjoy' })).toEqual({
+      status: 'failed',
+      trail: ['c2Vzc2lvbjox', 'c2Vzc2lvbjoy'],
+    });
+    expect(parseSessionListState({})).toEqual({ status: null, trail: [] });
   });
 
-  it('ignores what is stored when it is not a list of ids', () => {
-    const storage = memoryStorage();
-    storage.setItem('autonoma.sandbox.sessions', '{broken');
-    expect(rememberedSessions(storage)).toEqual([]);
-    storage.setItem('autonoma.sandbox.sessions', JSON.stringify(['not-an-id', ID]));
-    expect(rememberedSessions(storage)).toEqual([ID]);
+  it('drops a status the sandbox does not have, and empty cursors', () => {
+    expect(parseSessionListState({ status: 'running', cursor: ',,a,' })).toEqual({ status: null, trail: ['a'] });
+    expect(isSessionStatus('deleted')).toBe(true);
+    expect(isSessionStatus('READY')).toBe(false);
+    expect(isSessionStatus(undefined)).toBe(false);
+  });
+
+  it('writes the address back, and round-trips', () => {
+    expect(sessionListHref({ status: null, trail: [] })).toBe('/sandboxes');
+    expect(sessionListHref({ status: 'ready', trail: [] })).toBe('/sandboxes?status=ready');
+    const state = { status: 'deleted' as const, trail: ['c2Vzc2lvbjox', 'c2Vzc2lvbjoy'] };
+    const href = sessionListHref(state);
+    expect(href).toBe('/sandboxes?status=deleted&cursor=c2Vzc2lvbjox%2Cc2Vzc2lvbjoy');
+    expect(parseSessionListState(Object.fromEntries(new URL(href, 'http://x').searchParams))).toEqual(state);
+  });
+});
+
+describe('previewMayPrompt', () => {
+  it('is false where browsers keep the preview cookie: https and loopback', () => {
+    expect(previewMayPrompt('https://sandbox.example.com/api/sessions/x/preview/proxy/')).toBe(false);
+    expect(previewMayPrompt('http://127.0.0.1:7104/api/sessions/x/preview/proxy/')).toBe(false);
+    expect(previewMayPrompt('http://localhost:7104/p/')).toBe(false);
+    expect(previewMayPrompt('http://app.localhost/p/')).toBe(false);
+    expect(previewMayPrompt('http://[::1]:7104/p/')).toBe(false);
+  });
+
+  it('is true for plain http on any other host', () => {
+    expect(previewMayPrompt('http://10.0.0.5:7104/p/')).toBe(true);
+    expect(previewMayPrompt('http://sandbox.internal/p/')).toBe(true);
+    expect(previewMayPrompt('http://127.0.0.1.example.com/p/')).toBe(true);
   });
 });

@@ -28,9 +28,9 @@ export function logsSocketUrl(base: string, sessionId: string, auth: string, aft
 
 /**
  * The iframe sandbox of the preview. Code in a session runs its own scripts and talks to its
- * dev server (module scripts and hot reload need its real origin), but it never gets the
- * dashboard's origin: when the preview would be served from the dashboard's own origin it
- * runs in an opaque one.
+ * dev server: module scripts, fetches and hot reload need its real origin, and its own
+ * requests carry the preview cookie only from there. It never gets the dashboard's origin:
+ * when the preview would be served from the dashboard's own origin it runs in an opaque one.
  */
 export function previewSandbox(previewUrl: string, dashboardOrigin: string): string {
   const base = ['allow-scripts', 'allow-forms', 'allow-modals', 'allow-popups'];
@@ -55,47 +55,6 @@ export function previewAvailable(state: SessionState): boolean {
   return state.status === 'ready' && Boolean(state.dev?.running);
 }
 
-export interface SessionSummary {
-  sessionId: string;
-  status?: string;
-  template?: string;
-  createdAt?: string;
-  lastActiveAt?: string;
-}
-
-/**
- * A session list as the sandbox may answer it: an array, or `{items}` / `{sessions}`, each item
- * naming its id as `sessionId` or `id`.
- */
-export function normalizeSessions(body: unknown): SessionSummary[] {
-  const list = Array.isArray(body)
-    ? body
-    : Array.isArray((body as { items?: unknown })?.items)
-      ? (body as { items: unknown[] }).items
-      : Array.isArray((body as { sessions?: unknown })?.sessions)
-        ? (body as { sessions: unknown[] }).sessions
-        : [];
-  const out: SessionSummary[] = [];
-  for (const item of list) {
-    if (!item || typeof item !== 'object') continue;
-    const record = item as Record<string, unknown>;
-    const id = typeof record.sessionId === 'string' ? record.sessionId : typeof record.id === 'string' ? record.id : null;
-    if (!id) continue;
-    out.push({
-      sessionId: id,
-      status: str(record.status),
-      template: str(record.template),
-      createdAt: str(record.createdAt),
-      lastActiveAt: str(record.lastActiveAt),
-    });
-  }
-  return out;
-}
-
-function str(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : undefined;
-}
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A session id typed or pasted by an operator: a UUID, possibly inside a URL. */
@@ -106,35 +65,77 @@ export function parseSessionId(input: string): string | null {
   return match ? match[0].toLowerCase() : null;
 }
 
-const REMEMBERED_KEY = 'autonoma.sandbox.sessions';
-const REMEMBERED_MAX = 20;
+// The session list
 
-/** Sessions opened or created from this browser, newest first (ids only). */
-export function rememberedSessions(storage: Pick<Storage, 'getItem'> | undefined = globalThis.localStorage): string[] {
-  try {
-    const parsed: unknown = JSON.parse(storage?.getItem(REMEMBERED_KEY) ?? '[]');
-    return Array.isArray(parsed) ? parsed.filter((id): id is string => typeof id === 'string' && UUID.test(id)) : [];
-  } catch {
-    return [];
-  }
+export const SESSION_STATUSES = ['creating', 'ready', 'failed', 'deleted'] as const;
+export type SessionStatus = (typeof SESSION_STATUSES)[number];
+
+/** One row of `GET /api/sessions`. */
+export interface SessionSummary {
+  sessionId: string;
+  template: string;
+  status: SessionStatus;
+  /** Why the session failed or ended. */
+  statusReason: string | null;
+  previewUrl: string;
+  createdAt: string;
+  lastActiveAt: string;
+  /** Deleted sessions only. */
+  deletedAt: string | null;
 }
 
-export function rememberSession(id: string, storage: Pick<Storage, 'getItem' | 'setItem'> | undefined = globalThis.localStorage): string[] {
-  const next = [id, ...rememberedSessions(storage).filter((known) => known !== id)].slice(0, REMEMBERED_MAX);
-  try {
-    storage?.setItem(REMEMBERED_KEY, JSON.stringify(next));
-  } catch {
-    // Storage full or disabled: the list just is not kept.
-  }
-  return next;
+/** A page of `GET /api/sessions`, newest first. */
+export interface SessionsPage {
+  items: SessionSummary[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
 }
 
-export function forgetSession(id: string, storage: Pick<Storage, 'getItem' | 'setItem'> | undefined = globalThis.localStorage): string[] {
-  const next = rememberedSessions(storage).filter((known) => known !== id);
+/** What the list shows, kept in the address: a status filter and the cursors of the pages before this one. */
+export interface SessionListState {
+  status: SessionStatus | null;
+  /** The cursor of every page after the first, up to this one (the last one fetches this page). */
+  trail: string[];
+}
+
+export function isSessionStatus(value: unknown): value is SessionStatus {
+  return typeof value === 'string' && (SESSION_STATUSES as readonly string[]).includes(value);
+}
+
+/** The list's state from the address's query (`?status=ready&cursor=a,b`); anything unknown is dropped. */
+export function parseSessionListState(query: Record<string, string | undefined>): SessionListState {
+  const status = isSessionStatus(query.status) ? query.status : null;
+  const trail = (query.cursor ?? '')
+    .split(',')
+    .map((cursor) => cursor.trim())
+    .filter(Boolean);
+  return { status, trail };
+}
+
+/** The list's address for a state: `/sandboxes`, `/sandboxes?status=failed&cursor=a`. */
+export function sessionListHref({ status, trail }: SessionListState): string {
+  const params = new URLSearchParams();
+  if (status) params.set('status', status);
+  if (trail.length) params.set('cursor', trail.join(','));
+  const query = params.toString();
+  return query ? `/sandboxes?${query}` : '/sandboxes';
+}
+
+/**
+ * Whether the browser may still ask for the sandbox's credentials inside the preview. The
+ * preview's cookie is `Secure`: browsers keep it from https and from loopback addresses
+ * (which they treat as secure), and drop it from any other plain-http host.
+ */
+export function previewMayPrompt(previewUrl: string): boolean {
+  let url: URL;
   try {
-    storage?.setItem(REMEMBERED_KEY, JSON.stringify(next));
+    url = new URL(previewUrl);
   } catch {
-    // as above
+    return false;
   }
-  return next;
+  if (url.protocol !== 'http:') return false;
+  const host = url.hostname.toLowerCase();
+  const loopback =
+    host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+  return !loopback;
 }

@@ -1,33 +1,37 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { useLocation, useRoute } from 'preact-iso';
 
 import { ApiError, fieldErrors } from '../api/http';
 import { credentials, encodeBasic } from '../auth';
 import { ErrorNotice, Loading, Section, Time } from '../components/status';
 import { useInterval, useRefetchOnReconnect, useResource } from '../hooks';
-import { createSession, listSessions, readiness, sessionState } from '../ops/api';
+import { createSession, listSessions, readiness, SESSIONS_PAGE_SIZE, sessionState } from '../ops/api';
 import { FileTree } from '../ops/FileTree';
 import { FileViewer } from '../ops/FileViewer';
 import {
-  forgetSession,
   isNoEngine,
-  normalizeSessions,
+  isSessionStatus,
   parseSessionId,
+  parseSessionListState,
   previewAvailable,
+  previewMayPrompt,
   previewSandbox,
-  rememberSession,
-  rememberedSessions,
+  SESSION_STATUSES,
+  sessionListHref,
   withAuth,
+  type SessionListState,
   type SessionSummary,
+  type SessionsPage,
 } from '../ops/sandbox';
 import { SessionLogs } from '../ops/SessionLogs';
 import { formatBytes, relativeTime } from '../ops/time';
 import type { SessionState } from '../ops/types';
 import '../ops/ops.css';
+import '../ops/sandboxes.css';
 
 const TEMPLATES = ['empty', 'static', 'vite-react'] as const;
 
-const SESSION_TONE: Record<string, string> = { ready: 'ok', creating: 'info', failed: 'bad', deleted: 'muted', 'not found': 'bad' };
+const SESSION_TONE: Record<string, string> = { ready: 'ok', creating: 'info', failed: 'bad', deleted: 'muted' };
 
 function SessionBadge({ status }: { status: string }) {
   return <span class={`badge badge-${SESSION_TONE[status] ?? 'muted'}`}>{status}</span>;
@@ -56,32 +60,22 @@ function NoEngine({ error }: { error: ApiError }) {
 }
 
 function SessionList() {
-  const { route } = useLocation();
+  const { query, route } = useLocation();
   const ready = useSandboxReadiness();
-  const listed = useResource(async (signal) => {
-    try {
-      return { supported: true, sessions: normalizeSessions(await listSessions(signal)) };
-    } catch (error) {
-      // A sandbox without a session list answers 405 (or 404): the sessions known here stand in.
-      if (error instanceof ApiError && (error.status === 405 || error.status === 404)) return { supported: false, sessions: [] as SessionSummary[] };
-      throw error;
-    }
-  }, []);
-  const [remembered, setRemembered] = useState<string[]>(() => rememberedSessions());
-  const [round, setRound] = useState(0);
-  const refresh = () => {
-    // A sandbox without a session list is not asked again; the remembered sessions are.
-    if (listed.data?.supported !== false) listed.reload();
-    setRound((n) => n + 1);
-  };
-  useInterval(refresh, 10_000);
+  const state = parseSessionListState(query);
+  const href = sessionListHref(state);
+  const cursor = state.trail[state.trail.length - 1];
+  // Each answer says which list it is, so rows of another filter or page are never shown as this one's.
+  const listed = useResource(async (signal) => ({ href, page: await listSessions({ status: state.status, cursor }, signal) }), [href]);
+  useInterval(listed.reload, 10_000);
   useRefetchOnReconnect(() => {
     ready.reload();
-    refresh();
+    listed.reload();
   });
 
   const noEngine = ready.error && isNoEngine(ready.error) ? (ready.error as ApiError) : null;
   const down = ready.error instanceof ApiError && ready.error.isDown;
+  const go = (next: SessionListState) => route(sessionListHref(next), true);
 
   return (
     <div class="ops">
@@ -100,31 +94,25 @@ function SessionList() {
 
       {!down && (
         <>
-          {!noEngine && (
-            <Section
-              title="Sessions"
-              actions={
-                <button type="button" onClick={refresh}>
-                  Refresh
-                </button>
-              }
-            >
-              {listed.error && <ErrorNotice error={listed.error} retry={listed.reload} />}
-              {listed.loading && !listed.data && <Loading label="Loading sessions…" />}
-              {listed.data?.supported && <SessionTable sessions={listed.data.sessions} />}
-              {listed.data && !listed.data.supported && (
-                <RememberedSessions ids={remembered} round={round} onForget={(id) => setRemembered(forgetSession(id))} />
-              )}
-            </Section>
-          )}
-          <div class="grid">
-            <NewSession
-              disabled={Boolean(noEngine)}
-              onCreated={(id) => {
-                setRemembered(rememberSession(id));
-                route(`/sandboxes/${id}`);
-              }}
+          <Section
+            title="Sessions"
+            actions={
+              <button type="button" onClick={listed.reload}>
+                Refresh
+              </button>
+            }
+          >
+            <SessionListBody
+              state={state}
+              answer={listed.data && (listed.data.href === href || listed.loading) ? listed.data.page : null}
+              loading={listed.loading}
+              error={listed.error}
+              retry={listed.reload}
+              go={go}
             />
+          </Section>
+          <div class="grid">
+            <NewSession disabled={Boolean(noEngine)} onCreated={(id) => route(`/sandboxes/${id}`)} />
             <OpenSession onOpen={(id) => route(`/sandboxes/${id}`)} />
           </div>
         </>
@@ -133,11 +121,118 @@ function SessionList() {
   );
 }
 
-function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
-  if (sessions.length === 0) return <p class="muted">No sessions.</p>;
+function SessionListBody({
+  state,
+  answer,
+  loading,
+  error,
+  retry,
+  go,
+}: {
+  state: SessionListState;
+  answer: SessionsPage | null;
+  loading: boolean;
+  error: Error | undefined;
+  retry: () => void;
+  go: (next: SessionListState) => void;
+}) {
+  const { status, trail } = state;
+  const problems = error instanceof ApiError && error.status === 422 ? fieldErrors(error.problem) : {};
+  const statusError = problems.status;
+  const cursorError = problems.cursor;
+  const nextCursor = answer?.nextCursor ?? null;
+  const pageNumber = trail.length + 1;
+
+  return (
+    <>
+      <div class="row sessions-filter">
+        <label>
+          Status
+          <select
+            value={status ?? ''}
+            onChange={(e) => {
+              const value = e.currentTarget.value;
+              go({ status: isSessionStatus(value) ? value : null, trail: [] });
+            }}
+            aria-invalid={statusError ? 'true' : undefined}
+            aria-describedby={statusError ? 'session-status-error' : undefined}
+          >
+            <option value="">All</option>
+            {SESSION_STATUSES.map((name) => (
+              <option key={name} value={name}>
+                {name}
+              </option>
+            ))}
+          </select>
+          {statusError && (
+            <span id="session-status-error" class="field-error">
+              {statusError}
+            </span>
+          )}
+        </label>
+        {answer && (
+          <span class="muted small" role="status" aria-live="polite">
+            {loading
+              ? 'Refreshing…'
+              : `${answer.items.length} session${answer.items.length === 1 ? '' : 's'} on page ${pageNumber}${nextCursor ? ', more on the next page' : ''}`}
+          </span>
+        )}
+      </div>
+      {cursorError && (
+        <div class="notice notice-error" role="alert">
+          This page can no longer be found ({cursorError}).{' '}
+          <button type="button" class="link-button" onClick={() => go({ status, trail: [] })}>
+            Go to the first page
+          </button>
+        </div>
+      )}
+      {error && !statusError && !cursorError && <ErrorNotice error={error} retry={retry} />}
+      {loading && !answer && !error && <Loading label="Loading sessions…" />}
+      {answer &&
+        (answer.items.length === 0 ? (
+          <p class="muted" data-testid="sessions-empty">
+            {status ? (
+              <>
+                No {status} sessions{trail.length ? ' on this page' : ''}.{' '}
+                <button type="button" class="link-button" onClick={() => go({ status: null, trail: [] })}>
+                  Show every session
+                </button>
+              </>
+            ) : trail.length ? (
+              'No more sessions.'
+            ) : (
+              'No sessions yet: create one below.'
+            )}
+          </p>
+        ) : (
+          <SessionTable sessions={answer.items} busy={loading} />
+        ))}
+      {(answer || trail.length > 0) && (
+        <nav class="sessions-pager" aria-label="Session pages">
+          <button type="button" disabled={trail.length === 0} onClick={() => go({ status, trail: [] })}>
+            First page
+          </button>
+          <button
+            type="button"
+            disabled={!nextCursor || loading}
+            onClick={() => nextCursor && go({ status, trail: [...trail, nextCursor] })}
+          >
+            Next page
+          </button>
+          <span class="muted small">
+            Page {pageNumber} · {SESSIONS_PAGE_SIZE} per page, newest first
+          </span>
+        </nav>
+      )}
+    </>
+  );
+}
+
+function SessionTable({ sessions, busy }: { sessions: SessionSummary[]; busy: boolean }) {
+  const current = credentials.value;
   return (
     <div class="table-wrap">
-      <table aria-label="Sessions">
+      <table aria-label="Sessions" aria-busy={busy} class={busy ? 'sessions-busy' : undefined}>
         <thead>
           <tr>
             <th scope="col">Session</th>
@@ -145,6 +240,7 @@ function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
             <th scope="col">Template</th>
             <th scope="col">Created</th>
             <th scope="col">Last active</th>
+            <th scope="col">Preview</th>
           </tr>
         </thead>
         <tbody>
@@ -155,12 +251,38 @@ function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
                   {session.sessionId}
                 </a>
               </th>
-              <td>{session.status ? <SessionBadge status={session.status} /> : '—'}</td>
-              <td>{session.template ?? '—'}</td>
-              <td class="nowrap">
-                <Time at={session.createdAt} />
+              <td>
+                <SessionBadge status={session.status} />
+                {session.statusReason && <div class="small muted break session-reason">{session.statusReason}</div>}
               </td>
-              <td class="nowrap">{session.lastActiveAt ? relativeTime(session.lastActiveAt) : '—'}</td>
+              <td>{session.template}</td>
+              <td class="nowrap">
+                <Ago at={session.createdAt} />
+              </td>
+              <td class="nowrap">
+                {session.deletedAt ? (
+                  <>
+                    deleted <Ago at={session.deletedAt} />
+                  </>
+                ) : (
+                  <Ago at={session.lastActiveAt} />
+                )}
+              </td>
+              <td>
+                {session.status === 'ready' && current ? (
+                  <a
+                    href={withAuth(session.previewUrl, encodeBasic(current))}
+                    target="_blank"
+                    rel="noopener noreferrer"
+                    aria-label={`Preview of session ${session.sessionId} (opens in a new tab)`}
+                    title="The dev server's page, when one runs"
+                  >
+                    Open preview
+                  </a>
+                ) : (
+                  <span class="muted">—</span>
+                )}
+              </td>
             </tr>
           ))}
         </tbody>
@@ -169,72 +291,12 @@ function SessionTable({ sessions }: { sessions: SessionSummary[] }) {
   );
 }
 
-/** The sandbox does not list its sessions: the ones opened from this browser, each asked for its state. */
-function RememberedSessions({ ids, round, onForget }: { ids: string[]; round: number; onForget: (id: string) => void }) {
-  const states = useResource(
-    (signal) =>
-      Promise.all(
-        ids.map((id) =>
-          sessionState(id, signal).then(
-            (state): SessionSummary => ({ sessionId: id, status: state.status, template: state.template, createdAt: state.createdAt, lastActiveAt: state.lastActiveAt }),
-            (error: unknown): SessionSummary => ({
-              sessionId: id,
-              status: error instanceof ApiError && error.status === 404 ? 'not found' : 'unknown',
-            }),
-          ),
-        ),
-      ),
-    [ids.join(','), round],
-  );
+/** "3 min ago", with the exact time on hover. */
+function Ago({ at }: { at: string }) {
   return (
-    <>
-      <p class="muted small">
-        The sandbox service does not list its sessions. These are the sessions created or opened from this browser; open any other by its id
-        below.
-      </p>
-      {ids.length === 0 && <p class="muted">No sessions opened from this browser yet.</p>}
-      {states.loading && !states.data && ids.length > 0 && <Loading />}
-      {states.data && states.data.length > 0 && (
-        <div class="table-wrap">
-          <table aria-label="Sessions">
-            <thead>
-              <tr>
-                <th scope="col">Session</th>
-                <th scope="col">Status</th>
-                <th scope="col">Template</th>
-                <th scope="col">Created</th>
-                <th scope="col">Last active</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {states.data.map((session) => (
-                <tr key={session.sessionId} data-session={session.sessionId}>
-                  <th scope="row">
-                    <a href={`/sandboxes/${session.sessionId}`} class="mono">
-                      {session.sessionId}
-                    </a>
-                  </th>
-                  <td>{session.status ? <SessionBadge status={session.status} /> : '—'}</td>
-                  <td>{session.template ?? '—'}</td>
-                  <td class="nowrap">
-                    <Time at={session.createdAt} />
-                  </td>
-                  <td class="nowrap">{session.lastActiveAt ? relativeTime(session.lastActiveAt) : '—'}</td>
-                  <td>
-                    <button type="button" class="link-button" onClick={() => onForget(session.sessionId)} aria-label={`Forget session ${session.sessionId}`}>
-                      Forget
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-    </>
+    <time dateTime={at} title={new Date(at).toLocaleString()}>
+      {relativeTime(at)}
+    </time>
   );
 }
 
@@ -342,10 +404,6 @@ function SessionPage({ id }: { id: string }) {
     state.reload();
     setGeneration((g) => g + 1);
   });
-  useEffect(() => {
-    if (state.data) rememberSession(id);
-  }, [id, Boolean(state.data)]);
-
   const session = state.data;
   const notFound = state.error instanceof ApiError && state.error.status === 404;
   const ready = session?.status === 'ready';
@@ -489,10 +547,12 @@ function Preview({ session }: { session: SessionState }) {
           Open in a new tab
         </a>
       </div>
-      <p class="muted small">
-        The page's own files (styles, scripts) are fetched without the dashboard's sign-in: if the browser asks to sign in to the sandbox's
-        address, use the operator credentials.
-      </p>
+      {previewMayPrompt(session.previewUrl) && (
+        <p class="muted small">
+          This sandbox is served over plain HTTP, where browsers do not keep the preview's sign-in: if the browser asks to sign in to its
+          address, use the operator credentials.
+        </p>
+      )}
       <iframe
         key={reloads}
         class="preview"
