@@ -114,28 +114,35 @@ async fn resolve_queue(
     let name = config.agent_queue_name.as_deref()?;
     let mut backoff = forever_backoff();
     loop {
-        let mut request = sqs.create_queue().queue_name(name);
-        if name.ends_with(".fifo") {
-            request = request.attributes(QueueAttributeName::FifoQueue, "true");
-        }
         let created = tokio::select! {
-            result = request.send() => result,
+            result = create_queue(sqs, name) => result,
             () = shutdown.cancelled() => return None,
         };
         match created {
-            Ok(output) => match output.queue_url {
-                Some(url) => return Some(url),
-                None => tracing::warn!(queue = name, "CreateQueue answered without a URL"),
-            },
+            Ok(url) => return Some(url),
             Err(error) => tracing::warn!(
                 queue = name,
-                error = %DisplayErrorContext(&error),
+                error = %error,
                 "cannot create or find the agent's queue; retrying"
             ),
         }
         if !pause(backoff.next().unwrap_or(Duration::from_secs(10)), shutdown).await {
             return None;
         }
+    }
+}
+
+/// Creates the queue `name`, or finds it if it exists (CreateQueue is idempotent); its URL.
+pub(crate) async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, String> {
+    let mut request = sqs.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    match request.send().await {
+        Ok(output) => output
+            .queue_url
+            .ok_or_else(|| "CreateQueue answered without a URL".to_owned()),
+        Err(error) => Err(DisplayErrorContext(&error).to_string()),
     }
 }
 

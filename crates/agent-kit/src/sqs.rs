@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::lifecycle::{forever_backoff, pause, truncate};
+use crate::lifecycle::{create_queue, forever_backoff, pause, truncate};
 use crate::run::Attempt;
 use crate::{Agent, AgentConfig};
 
@@ -99,6 +99,12 @@ pub(crate) async fn consume(consumer: Consumer) {
                     "cannot receive from the agent's queue; retrying"
                 );
                 drop(batch);
+                let gone = error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_queue_does_not_exist());
+                if gone && let Some(name) = consumer.config.agent_queue_name.as_deref() {
+                    recreate(&consumer, name).await;
+                }
                 if !pause(backoff.next().unwrap_or(Duration::from_secs(10)), &shutdown).await {
                     break;
                 }
@@ -113,6 +119,22 @@ pub(crate) async fn consume(consumer: Consumer) {
         );
     }
     while running.join_next().await.is_some() {}
+}
+
+/// The queue this agent created at start is gone (an emulator restarted, someone deleted
+/// it): it is created again under its name, which gives it the same URL.
+async fn recreate(consumer: &Consumer, name: &str) {
+    match create_queue(&consumer.sqs, name).await {
+        Ok(url) if url == consumer.queue_url => {
+            tracing::warn!(queue_url = %url, "the agent's queue was gone; created it again")
+        }
+        Ok(url) => tracing::error!(
+            queue_url = %url,
+            registered = %consumer.queue_url,
+            "the agent's queue was created again under another URL; restart the agent to register it"
+        ),
+        Err(error) => tracing::warn!(queue = name, %error, "cannot create the agent's queue again"),
+    }
 }
 
 async fn queue_visibility(consumer: &Consumer) -> Duration {

@@ -191,6 +191,65 @@ impl Auth {
     }
 }
 
+/// The credentials a request carries, judged before its route is known (by the rate limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// None at all.
+    Nothing,
+    /// A valid internal key, in `X-INTERNAL-KEY` or as a bearer token.
+    InternalKey,
+    /// The right Basic Auth user and password, in `Authorization` or `?auth=`.
+    Operator,
+    /// A wrong key in `X-INTERNAL-KEY`, or wrong or malformed Basic Auth.
+    Refused,
+    /// Credentials only the route can judge: a bearer token that is not an internal key (a
+    /// sharing token), `?token=`, or another scheme.
+    Other,
+}
+
+impl Auth {
+    /// What `request` presents, in the order the guards look: `X-INTERNAL-KEY`, then
+    /// `Authorization`, then `?auth=` and `?token=`.
+    pub fn presented(&self, request: &Request) -> Presented {
+        let headers = request.headers();
+        if let Some(key) = headers.get(INTERNAL_KEY_HEADER) {
+            return if self.internal_key_matches(key.as_bytes()) {
+                Presented::InternalKey
+            } else {
+                Presented::Refused
+            };
+        }
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().unwrap_or_default();
+            let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+            let token = token.trim();
+            if scheme.eq_ignore_ascii_case("basic") {
+                return self.judge_basic(token);
+            }
+            if scheme.eq_ignore_ascii_case("bearer") && self.internal_key_matches(token.as_bytes())
+            {
+                return Presented::InternalKey;
+            }
+            return Presented::Other;
+        }
+        let query = request.uri().query().unwrap_or_default();
+        if let Some(token) = query_param(query, "auth") {
+            return self.judge_basic(&token);
+        }
+        if query_param(query, "token").is_some() {
+            return Presented::Other;
+        }
+        Presented::Nothing
+    }
+
+    fn judge_basic(&self, token: &str) -> Presented {
+        match decode_basic(token) {
+            Some((user, pass)) if self.basic_matches(&user, &pass) => Presented::Operator,
+            _ => Presented::Refused,
+        }
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -650,6 +650,8 @@ pub struct ServerConfig {
     pub logging_url: Option<Url>,
     pub log_ship_buffer: usize,
     pub otel_exporter_otlp_endpoint: Option<Url>,
+    #[serde(flatten)]
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
 }
 
 impl ServerConfig {

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod mcp;
 pub mod metrics;
 pub mod problem;
+pub mod ratelimit;
 pub mod server;
 pub mod telemetry;
 pub mod trace;

@@ -190,8 +190,27 @@ impl From<sqlx::Error> for Problem {
                     .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
             sqlx::Error::RowNotFound => Problem::not_found("No such resource."),
+            _ if database_unavailable(&error) => {
+                tracing::warn!(%error, "database unavailable");
+                Problem::unavailable("The database is unavailable; try again shortly.")
+                    .kind("database-unreachable")
+                    .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            }
             _ => Problem::internal(error),
         }
+    }
+}
+
+/// The database is down, restarting or refusing connections, so the same request can succeed
+/// later: connection failures, and SQLSTATE classes 08 (connection exception) and 57P
+/// (shutdown, crash, starting up), and too many connections (53300).
+fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
     }
 }
 

@@ -5,19 +5,25 @@
 //!   public; `GET /config/validate`, `POST /config/validate`, `GET /metrics` and
 //!   `GET /openapi.json` for operators (Basic Auth or an internal key).
 //! - Request ids (`x-request-id`, generated when absent), W3C trace context, request metrics,
-//!   a body-size limit, a request timeout, CORS and the Origin check, problem+json errors.
+//!   a body-size limit, a request timeout, CORS and the Origin check, rate limits on what people
+//!   send ([`crate::ratelimit`]), problem+json errors.
+//! - The route table: every route is listed in the OpenAPI document, and a route that is not
+//!   (a plain `.route(...)` without `#[utoipa::path]`) is refused with 500, so no route escapes
+//!   the audit of the table's credentials. [`route_as`] and [`listed_route`] list the routes
+//!   `routes!` cannot take.
 //! - Graceful shutdown on SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up
 //!   to `SHUTDOWN_GRACE`, then exit.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use axum::{Extension, Router};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -28,8 +34,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use utoipa::ToSchema;
+pub use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::auth::{self, Auth};
@@ -37,6 +45,7 @@ use crate::config::{ConfigReport, Loaded, ServerConfig, ServiceConfig, Spec};
 use crate::extract::Json;
 use crate::metrics::{self, Metrics};
 use crate::problem::{self, Problem};
+use crate::ratelimit::{self, Limiter};
 use crate::trace;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -48,6 +57,10 @@ pub const OPS_TAG: &str = "operations";
 pub const BASIC_AUTH: &str = "basicAuth";
 pub const INTERNAL_KEY: &str = "internalKey";
 pub const BEARER_AUTH: &str = "bearerAuth";
+
+/// The routes every service answers without credentials: liveness and readiness, which the
+/// platform probes unauthenticated.
+pub const PUBLIC_PATHS: [&str; 2] = ["/health", "/health/ready"];
 
 #[derive(Clone)]
 struct Ops {
@@ -149,7 +162,10 @@ impl ServerBuilder {
         openapi.merge(service_api);
         let (ops_router, ops_api) = ops_routes().split_for_parts();
         openapi.merge(ops_api);
+        let table = Arc::new(RouteTable::from_openapi(&openapi));
         let openapi_json = serde_json::to_value(&openapi)?;
+        let limiter = Limiter::new(&config.rate_limit, PUBLIC_PATHS);
+        ratelimit::spawn_pruning(&limiter, self.shutdown.clone());
 
         let ops = Ops {
             service: self.service,
@@ -166,6 +182,7 @@ impl ServerBuilder {
         let router = Router::new()
             .merge(service_router)
             .merge(ops_router.with_state(ops))
+            .layer(from_fn_with_state(table.clone(), refuse_unlisted))
             .layer(DefaultBodyLimit::max(config.request_body_limit))
             .layer(CatchPanicLayer::custom(problem::panic_to_problem))
             .layer(TimeoutLayer::with_status_code(
@@ -174,6 +191,7 @@ impl ServerBuilder {
             ))
             .layer(auth::cors_layer(&config.ws_allowed_origins))
             .layer(from_fn(auth::check_origin))
+            .layer(from_fn_with_state(limiter, ratelimit::limit))
             .layer(Extension(Arc::new(Auth::from_config(&config))))
             .layer(from_fn(problem::normalize_errors))
             .layer(from_fn_with_state(self.metrics.clone(), metrics::record))
@@ -192,6 +210,7 @@ impl ServerBuilder {
             listener,
             local_addr,
             router,
+            table,
             shutdown: self.shutdown,
             grace: config.shutdown_grace,
         })
@@ -204,6 +223,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    table: Arc<RouteTable>,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -215,6 +235,11 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.local_addr.port()
+    }
+
+    /// Every route this server answers (the paths and methods of its OpenAPI document).
+    pub fn routes(&self) -> &RouteTable {
+        &self.table
     }
 
     /// Cancel it to shut the server down as SIGTERM would.
@@ -280,6 +305,140 @@ async fn wait_for_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// Every route a server answers, as its OpenAPI document lists them: path (OpenAPI syntax,
+/// `{param}`) → methods.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl RouteTable {
+    fn from_openapi(openapi: &utoipa::openapi::OpenApi) -> Self {
+        let routes = openapi
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| (path.clone(), methods_of(item)))
+            .collect();
+        RouteTable { routes }
+    }
+
+    /// (path, method) of every route, methods upper-case (`GET`).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.routes.iter().flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |method| (path.as_str(), method.as_str()))
+        })
+    }
+
+    fn methods(&self, path: &str) -> Option<&BTreeSet<String>> {
+        self.routes.get(path)
+    }
+}
+
+fn methods_of(item: &PathItem) -> BTreeSet<String> {
+    [
+        ("GET", &item.get),
+        ("PUT", &item.put),
+        ("POST", &item.post),
+        ("DELETE", &item.delete),
+        ("OPTIONS", &item.options),
+        ("HEAD", &item.head),
+        ("PATCH", &item.patch),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter(|(_, operation)| operation.is_some())
+    .map(|(method, _)| method.to_owned())
+    .collect()
+}
+
+/// The OpenAPI form of an axum path: a wildcard `{*rest}` is written `{rest}`.
+fn openapi_path(axum_path: &str) -> String {
+    axum_path.replace("{*", "{")
+}
+
+/// Answers only what the route table lists. A route the table does not know was added without
+/// its OpenAPI operation, so no audit of the table has seen its credentials: it is refused
+/// (500) until it is listed. A method the table does not list for the path is 405.
+async fn refuse_unlisted(
+    State(table): State<Arc<RouteTable>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Without a matched route the router answers 404 itself.
+    let Some(matched) = request.extensions().get::<MatchedPath>() else {
+        return next.run(request).await;
+    };
+    let path = openapi_path(matched.as_str());
+    let Some(methods) = table.methods(&path) else {
+        tracing::error!(
+            route = %path,
+            "route missing from the OpenAPI document; refused until it is documented"
+        );
+        return Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .kind("unlisted-route")
+            .detail(format!(
+                "The route {path} is not in this service's OpenAPI document, so it is not served."
+            ))
+            .into_response();
+    };
+    let method = request.method();
+    let listed = methods.contains(method.as_str())
+        || (method == Method::HEAD && methods.contains(Method::GET.as_str()));
+    if listed {
+        return next.run(request).await;
+    }
+    let allow = methods.iter().cloned().collect::<Vec<_>>().join(", ");
+    let mut problem = Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+        .detail(format!("{path} accepts {allow}, not {method}."));
+    if let Ok(allow) = HeaderValue::from_str(&allow) {
+        problem = problem.header(header::ALLOW, allow);
+    }
+    problem.into_response()
+}
+
+/// Serves a documented route at `axum_path`, for routes whose axum path cannot be their
+/// OpenAPI path: a wildcard `{*rest}`, documented as `{rest}` by the handler's
+/// `#[utoipa::path]` and passed here as `routes!(handler)`.
+pub fn route_as<S>(axum_path: &str, documented: UtoipaMethodRouter<S>) -> OpenApiRouter<S>
+where
+    S: Send + Sync + Clone + 'static,
+{
+    let (schemas, paths, method_router) = documented;
+    let mut router = OpenApiRouter::default().route(axum_path, method_router);
+    let openapi = router.get_openapi_mut();
+    openapi.paths.merge(paths);
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    router
+}
+
+/// Serves `method_router` at `path` and lists it in the OpenAPI document with a bare operation
+/// for each of `methods`, for handlers without `#[utoipa::path]` (and tower services). A method
+/// the method router serves but `methods` omits is refused (405).
+pub fn listed_route<S>(
+    path: &str,
+    methods: &[HttpMethod],
+    method_router: MethodRouter<S>,
+) -> OpenApiRouter<S>
+where
+    S: Send + Sync + Clone + 'static,
+{
+    let mut router = OpenApiRouter::default().route(path, method_router);
+    let mut paths = utoipa::openapi::path::Paths::new();
+    paths.paths.insert(
+        openapi_path(path),
+        PathItem::from_http_methods(methods.iter().cloned(), Operation::new()),
+    );
+    router.get_openapi_mut().paths.merge(paths);
+    router
 }
 
 fn base_openapi(service: &str) -> utoipa::openapi::OpenApi {

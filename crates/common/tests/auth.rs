@@ -5,6 +5,7 @@ mod support;
 use autonoma_common::auth::{
     encode_basic, require_basic_auth, require_internal_key, require_stream_auth,
 };
+use autonoma_common::server::{HttpMethod, listed_route};
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::middleware::from_fn;
 use axum::routing::get;
@@ -16,20 +17,29 @@ use utoipa_axum::router::OpenApiRouter;
 
 fn routes() -> OpenApiRouter {
     let internal = OpenApiRouter::new()
-        .route("/internal", get(|| async { "internal ok" }))
+        .merge(listed_route(
+            "/internal",
+            &[HttpMethod::Get],
+            get(|| async { "internal ok" }),
+        ))
         .route_layer(from_fn(require_internal_key));
     let human = OpenApiRouter::new()
-        .route("/human", get(|| async { "human ok" }))
+        .merge(listed_route(
+            "/human",
+            &[HttpMethod::Get],
+            get(|| async { "human ok" }),
+        ))
         .route_layer(from_fn(require_basic_auth));
     let ws = OpenApiRouter::new()
-        .route(
+        .merge(listed_route(
             "/ws",
+            &[HttpMethod::Get],
             get(|upgrade: WebSocketUpgrade| async move {
                 upgrade.on_upgrade(|mut socket| async move {
                     let _ = socket.send(Message::Text("hello".into())).await;
                 })
             }),
-        )
+        ))
         .route_layer(from_fn(require_stream_auth));
     internal.merge(human).merge(ws)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use autonoma_common::Problem;
 use autonoma_common::extract::{Json, Query};
+use autonoma_common::server::{HttpMethod, listed_route};
 use axum::routing::{get, post};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -28,16 +29,19 @@ struct PageQuery {
 
 fn routes() -> OpenApiRouter {
     OpenApiRouter::new()
-        .route(
+        .merge(listed_route(
             "/things",
+            &[HttpMethod::Post],
             post(|Json(thing): Json<ThingIn>| async move { Json(thing.name) }),
-        )
-        .route(
+        ))
+        .merge(listed_route(
             "/page",
+            &[HttpMethod::Get],
             get(|Query(q): Query<PageQuery>| async move { q.limit.to_string() }),
-        )
-        .route(
+        ))
+        .merge(listed_route(
             "/conflict",
+            &[HttpMethod::Get],
             get(|| async {
                 Err::<(), _>(
                     Problem::conflict("Version 3 is stale.")
@@ -45,20 +49,22 @@ fn routes() -> OpenApiRouter {
                         .extension("currentVersion", 4),
                 )
             }),
-        )
-        .route(
+        ))
+        .merge(listed_route(
             "/panic",
+            &[HttpMethod::Get],
             get(|| async {
                 if std::hint::black_box(true) {
                     panic!("a handler bug");
                 }
                 "unreachable"
             }),
-        )
-        .route(
+        ))
+        .merge(listed_route(
             "/slow",
+            &[HttpMethod::Get],
             get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
-        )
+        ))
 }
 
 /// The fields RFC 9457 defines, plus the ones every Autonoma problem carries.

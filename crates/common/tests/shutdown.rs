@@ -4,18 +4,20 @@ mod support;
 
 use std::time::Duration;
 
+use autonoma_common::server::{HttpMethod, listed_route};
 use axum::routing::get;
 use support::{http, start};
 use utoipa_axum::router::OpenApiRouter;
 
 fn slow_routes() -> OpenApiRouter {
-    OpenApiRouter::new().route(
+    OpenApiRouter::new().merge(listed_route(
         "/slow",
+        &[HttpMethod::Get],
         get(|| async {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             "finished"
         }),
-    )
+    ))
 }
 
 #[tokio::test]
@@ -55,13 +57,14 @@ async fn in_flight_requests_finish_after_shutdown_begins() {
 #[tokio::test]
 async fn shutdown_gives_up_on_requests_past_the_grace_period() {
     let server = start(
-        OpenApiRouter::new().route(
+        OpenApiRouter::new().merge(listed_route(
             "/stuck",
+            &[HttpMethod::Get],
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(20)).await;
                 "too late"
             }),
-        ),
+        )),
         &[("SHUTDOWN_GRACE", "300ms")],
     )
     .await;

@@ -6,13 +6,13 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use autonoma_common::server::{HttpMethod, listed_route};
 use autonoma_common::{config, telemetry};
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use support::{TestConfig, env, http, start};
-use utoipa_axum::router::OpenApiRouter;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
@@ -38,7 +38,7 @@ async fn request_spans_are_exported_in_the_callers_trace() {
     let guard = telemetry::init("echo-agent", &loaded.config.server).expect("telemetry");
 
     let server = start(
-        OpenApiRouter::new().route("/work", get(|| async { "done" })),
+        listed_route("/work", &[HttpMethod::Get], get(|| async { "done" })),
         &overrides,
     )
     .await;

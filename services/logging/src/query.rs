@@ -54,6 +54,7 @@ pub struct LogsQuery {
     /// Words the message must contain (web-search syntax: `"exact phrase"`, `-excluded`, `or`).
     pub q: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -5,9 +5,11 @@
 //! lease expires, and wakes early on the `autonoma_task_events` notification that a task was
 //! queued. Every outcome is written only if the task is still in the attempt that produced it
 //! (same version, still running): a cancel or a lease recovered elsewhere wins over a late
-//! result.
+//! result. An attempt that cannot be put on an agent's queue is taken back without counting,
+//! and attempts for that queue wait, backing off, until it takes messages again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use autonoma_common::auth::INTERNAL_KEY_HEADER;
@@ -32,6 +34,9 @@ const CLAIM_BATCH: usize = 128;
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 const RECOVER_BATCH: i64 = 100;
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait before sending to a queue that failed again, in seconds: attempts resume
+/// within this of the queue's recovery, however long it was down.
+const QUEUE_BACKOFF_MAX: f64 = 30.0;
 
 /// Whether a task event notification means something may have become due.
 fn makes_work_due(payload: &str) -> bool {
@@ -131,6 +136,15 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     /// Signalled when an attempt ends and frees a permit.
     capacity: Notify,
+    /// Agents' queues that refused the last message, by queue URL.
+    failing_queues: std::sync::Mutex<HashMap<String, QueueBackoff>>,
+}
+
+/// A queue that cannot be sent to: attempts for it wait until `until`, which moves away
+/// exponentially while it keeps failing.
+struct QueueBackoff {
+    failures: i32,
+    until: Instant,
 }
 
 impl Dispatcher {
@@ -144,6 +158,7 @@ impl Dispatcher {
             replica,
             permits,
             capacity: Notify::new(),
+            failing_queues: std::sync::Mutex::default(),
         }
     }
 
@@ -356,7 +371,17 @@ impl Dispatcher {
             deadline: time::OffsetDateTime::now_utc() + timeout,
         };
         let outcome = match claim.transport.as_str() {
-            "sqs" => self.send_sqs(claim.queue_url.as_deref(), &dispatch).await,
+            "sqs" => match claim
+                .queue_url
+                .as_deref()
+                .and_then(|url| self.queue_paused(url))
+            {
+                Some(after) => Outcome::Undelivered {
+                    error: json!({"message": "the agent's queue refused the last message; waiting before sending again"}),
+                    after,
+                },
+                None => self.send_sqs(claim.queue_url.as_deref(), &dispatch).await,
+            },
             _ => {
                 self.send_http(claim.base_url.as_deref(), &dispatch, &ctx, timeout)
                     .await
@@ -365,6 +390,16 @@ impl Dispatcher {
         let actor = format!("agent:{}", task.agent_name.as_deref().unwrap_or("unknown"));
         let written = match outcome {
             Outcome::Reported => return,
+            Outcome::Undelivered { error, after } => {
+                defer(
+                    &self.pool,
+                    task,
+                    error,
+                    after,
+                    &format!("dispatcher:{}", self.replica),
+                )
+                .await
+            }
             Outcome::Succeeded(result) => {
                 complete(&self.pool, task.id, task.version, result, &actor).await
             }
@@ -430,11 +465,63 @@ impl Dispatcher {
             }
         }
         match send.send().await {
-            Ok(_) => Outcome::Reported,
-            Err(error) => Outcome::failed(
-                json!({"message": format!("cannot enqueue on the agent's queue: {}", autonoma_aws::aws_sdk_sqs::error::DisplayErrorContext(&error))}),
-                true,
-            ),
+            Ok(_) => {
+                self.queue_answered(queue_url);
+                Outcome::Reported
+            }
+            // The attempt never reached the agent: it is held back, not counted.
+            Err(error) => Outcome::Undelivered {
+                error: json!({"message": format!("cannot enqueue on the agent's queue: {}", autonoma_aws::aws_sdk_sqs::error::DisplayErrorContext(&error))}),
+                after: self.queue_failed(queue_url),
+            },
+        }
+    }
+
+    /// How long attempts for `queue_url` still wait, if it failed recently.
+    fn queue_paused(&self, queue_url: &str) -> Option<Duration> {
+        let failing = self
+            .failing_queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        failing
+            .get(queue_url)
+            .map(|backoff| backoff.until.saturating_duration_since(Instant::now()))
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Records a failed send; says how long attempts for the queue wait now. Sends that fail
+    /// together (already waiting) do not lengthen the wait.
+    fn queue_failed(&self, queue_url: &str) -> Duration {
+        let mut failing = self
+            .failing_queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let backoff = failing.entry(queue_url.to_owned()).or_insert(QueueBackoff {
+            failures: 0,
+            until: now,
+        });
+        if backoff.until <= now {
+            backoff.failures = backoff.failures.saturating_add(1);
+            let wait = backoff_secs(&self.config, backoff.failures).min(QUEUE_BACKOFF_MAX);
+            backoff.until = now + Duration::from_secs_f64(wait);
+            tracing::warn!(
+                queue_url,
+                failures = backoff.failures,
+                wait_ms = backoff.until.saturating_duration_since(now).as_millis() as u64,
+                "the agent's queue refused a message; holding its attempts back"
+            );
+        }
+        backoff.until.saturating_duration_since(now)
+    }
+
+    fn queue_answered(&self, queue_url: &str) {
+        let mut failing = self
+            .failing_queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failing.remove(queue_url).is_some() {
+            tracing::info!(queue_url, "the agent's queue takes messages again");
         }
     }
 
@@ -461,18 +548,18 @@ impl Dispatcher {
             .json(dispatch)
             .send()
             .await;
-        let response = match sent {
+        let mut response = match sent {
             Ok(response) => response,
-            Err(error) if error.is_timeout() => {
-                return Outcome::Failed {
-                    error: json!({"message": format!("no answer within the timeout of {}s", timeout.as_secs())}),
-                    retryable: true,
-                    event: "timed_out",
-                };
+            Err(error) if error.is_timeout() => return timed_out(timeout),
+            Err(error) if error.is_connect() => {
+                return Outcome::failed(
+                    json!({"message": format!("agent unreachable: {}", causes(&error))}),
+                    true,
+                );
             }
             Err(error) => {
                 return Outcome::failed(
-                    json!({"message": format!("agent unreachable: {error}")}),
+                    json!({"message": format!("the agent took the request but gave no answer: {}", causes(&error))}),
                     true,
                 );
             }
@@ -481,8 +568,32 @@ impl Dispatcher {
         if status == reqwest::StatusCode::ACCEPTED {
             return Outcome::Reported;
         }
+        // The answer is read whole before it is parsed, so its size is bounded like the
+        // result an agent may report through PATCH.
+        let limit = self.config.server.request_body_limit;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > limit => {
+                    return Outcome::failed(
+                        json!({"message": format!("the agent's answer is larger than {limit} bytes (REQUEST_BODY_LIMIT)"), "status": status.as_u16()}),
+                        true,
+                    );
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(error) if error.is_timeout() => return timed_out(timeout),
+                Err(error) => {
+                    return Outcome::failed(
+                        json!({"message": format!("the agent's answer was cut off: {}", causes(&error)), "status": status.as_u16()}),
+                        true,
+                    );
+                }
+            }
+        }
         if !status.is_success() {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let body = serde_json::from_slice::<Value>(&body)
+                .unwrap_or_else(|_| Value::String(preview(&body)));
             // A 4xx says this payload will never work there; retrying cannot help.
             let retryable =
                 !status.is_client_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
@@ -491,14 +602,51 @@ impl Dispatcher {
                 retryable,
             );
         }
-        match response.json::<DispatchOut>().await {
+        match serde_json::from_slice::<DispatchOut>(&body) {
             Ok(DispatchOut::Succeeded { result }) => Outcome::Succeeded(result),
             Ok(DispatchOut::Failed { error, retryable }) => Outcome::failed(error, retryable),
             Err(error) => Outcome::failed(
-                json!({"message": format!("unreadable answer from the agent: {error}")}),
+                json!({
+                    "message": format!("unreadable answer from the agent (expected {{\"outcome\": \"succeeded\"|\"failed\", …}}): {error}"),
+                    "body": preview(&body),
+                }),
                 true,
             ),
         }
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message leaves out why).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The start of an answer's body, as text, for the task's error.
+fn preview(body: &[u8]) -> String {
+    const MAX: usize = 500;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX)]);
+    if body.len() > MAX {
+        format!("{text}…")
+    } else {
+        text.into_owned()
+    }
+}
+
+fn timed_out(timeout: Duration) -> Outcome {
+    Outcome::Failed {
+        error: json!({"message": format!("no answer within the timeout of {}s", timeout.as_secs())}),
+        retryable: true,
+        event: "timed_out",
     }
 }
 
@@ -511,6 +659,12 @@ enum Outcome {
     },
     /// The agent accepted the attempt and reports through PATCH.
     Reported,
+    /// The attempt could not be handed to the agent's queue; it is queued again after `after`
+    /// without counting as an attempt.
+    Undelivered {
+        error: Value,
+        after: Duration,
+    },
 }
 
 impl Outcome {
@@ -576,6 +730,44 @@ async fn complete(
     match recorded {
         Some(attempt) => tracing::info!(task_id = %id, attempt, "task succeeded"),
         None => tracing::info!(task_id = %id, "result arrived after the task moved on; ignored"),
+    }
+    Ok(())
+}
+
+/// Takes back an attempt that never reached the agent, if the task is still in it: queued
+/// again after `after`, its attempt count as before the claim.
+async fn defer(
+    pool: &PgPool,
+    task: &TaskRow,
+    error: Value,
+    after: Duration,
+    actor: &str,
+) -> Result<(), sqlx::Error> {
+    let retry_in = after.as_secs_f64();
+    let deferred: Option<i32> = sqlx::query_scalar(
+        "WITH deferred AS (
+             UPDATE tasks SET status = 'queued', attempts = attempts - 1, version = version + 1,
+                    updated_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+                    started_at = CASE WHEN attempts = 1 THEN NULL ELSE started_at END,
+                    run_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND version = $2 AND status = 'running'
+             RETURNING id, version, attempts, trace_id)
+         INSERT INTO task_events (task_id, event_type, actor, from_status, to_status, version, changes, trace_id)
+         SELECT id, 'dispatch_deferred', $4, 'running', 'queued', version,
+                jsonb_build_object('attempt', attempts + 1, 'error', $5::jsonb, 'retryInSecs', round($3::numeric, 3)),
+                trace_id
+         FROM deferred
+         RETURNING version",
+    )
+    .bind(task.id)
+    .bind(task.version)
+    .bind(retry_in)
+    .bind(actor)
+    .bind(&error)
+    .fetch_optional(pool)
+    .await?;
+    if deferred.is_some() {
+        tracing::info!(task_id = %task.id, retry_in, "attempt not delivered; queued again");
     }
     Ok(())
 }

@@ -470,7 +470,7 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
         ("correlationId" = Option<String>, Query), ("traceId" = Option<String>, Query),
         ("since" = Option<String>, Query, description = "created at or after (RFC 3339)"),
         ("until" = Option<String>, Query, description = "created before (RFC 3339)"),
-        ("limit" = Option<i64>, Query, description = "1..=500, default 100"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1..=500, default 100"),
         ("cursor" = Option<String>, Query),
     ),
     responses((status = 200, body = Page<TaskOut>), (status = 400, body = Problem, content_type = "application/problem+json")))]

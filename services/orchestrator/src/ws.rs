@@ -8,18 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autonoma_common::Problem;
 use autonoma_common::auth::require_stream_auth;
 use autonoma_common::extract::Query;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::middleware::from_fn;
 use axum::response::Response;
-use axum::routing::get;
 use futures::SinkExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -32,10 +33,18 @@ const SEND_WITHIN: Duration = Duration::from_secs(10);
 const SEND_BATCH: usize = 256;
 /// Close code for a client that could not keep up (RFC 6455 "policy violation").
 const TOO_SLOW: u16 = 1008;
+/// Clients only send small subscription messages. tungstenite zero-fills its whole read
+/// buffer before every read, so its default of 128 KiB cost that much memory per client and
+/// that much zeroing per wake-up (each broadcast frame wakes every client).
+const READ_BUFFER: usize = 4 * 1024;
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+/// Frames are queued up to this before they are written (and always on flush): with a
+/// client that does not read, this and one frame are all its connection holds.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> OpenApiRouter {
     OpenApiRouter::new()
-        .route("/ws", get(get_ws))
+        .routes(routes!(get_ws))
         .route_layer(from_fn(require_stream_auth))
         .with_state(state)
 }
@@ -44,6 +53,7 @@ pub fn router(state: AppState) -> OpenApiRouter {
 /// pass (when `logs` is on) if no id filter is set or one of the set ids matches.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Subscription {
     task_id: Option<Uuid>,
     correlation_id: Option<String>,
@@ -90,12 +100,25 @@ enum ClientMessage {
 
 /// Upgrades to a WebSocket streaming JSON frames: `{"type":"task","event":…,"task":…}` for
 /// every task change and `{"type":"log","log":…}` for log records.
+#[utoipa::path(get, path = "/ws", tag = "live",
+    security(("basicAuth" = []), ("internalKey" = [])),
+    params(Subscription),
+    responses(
+        (status = 101, description = "WebSocket of task and log frames"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn get_ws(
     State(state): State<AppState>,
     Query(subscription): Query<Subscription>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade.on_upgrade(move |socket| serve(socket, state, subscription))
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| serve(socket, state, subscription))
 }
 
 async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscription) {
@@ -124,8 +147,10 @@ async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscri
                             Err(_) => break,
                         }
                     }
-                    let wanted = batch.iter().filter(|f| subscription.matches(f));
-                    if !send_all(&mut socket, wanted).await {
+                    // Most wake-ups of a filtered client bring nothing for it: no write then.
+                    let wanted: Vec<&Arc<Frame>> =
+                        batch.iter().filter(|f| subscription.matches(f)).collect();
+                    if !wanted.is_empty() && !send_all(&mut socket, wanted.into_iter()).await {
                         return;
                     }
                     if let Some(missed) = lagged {
@@ -164,7 +189,9 @@ async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscri
                     tracing::info!("WebSocket client stopped answering pings; disconnecting");
                     return;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                // Bounded like frames: a client that reads nothing must not hold this task.
+                let ping = socket.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(SEND_WITHIN, ping).await, Ok(Ok(()))) {
                     return;
                 }
             }
@@ -182,7 +209,18 @@ async fn send_all<'a>(
         }
         socket.flush().await
     };
-    matches!(tokio::time::timeout(SEND_WITHIN, write).await, Ok(Ok(())))
+    match tokio::time::timeout(SEND_WITHIN, write).await {
+        Ok(Ok(())) => true,
+        // Gone.
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!(
+                within_secs = SEND_WITHIN.as_secs(),
+                "WebSocket client stopped reading; disconnecting"
+            );
+            false
+        }
+    }
 }
 
 async fn too_slow(socket: &mut WebSocket, missed: u64) {

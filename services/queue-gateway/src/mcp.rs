@@ -11,8 +11,10 @@ use autonoma_common::Problem;
 use autonoma_common::auth::require_internal_key_or_bearer;
 use autonoma_common::mcp::{Args, input_schema, invalid, problem_result, tool_result};
 use autonoma_common::problem::FieldError;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -31,6 +33,7 @@ use serde_json::{Value, json};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::directives::DIRECTIVES;
 use crate::http::Gateway;
@@ -76,8 +79,36 @@ pub fn router(gateway: Gateway) -> OpenApiRouter {
         config,
     );
     OpenApiRouter::new()
-        .route_service(MCP_PATH, service)
+        .routes(routes!(post_mcp, stream_mcp))
         .route_layer(from_fn(require_internal_key_or_bearer))
+        .with_state(Arc::new(service))
+}
+
+type McpService = StreamableHttpService<GatewayTools, LocalSessionManager>;
+
+/// The AI's side as MCP tools over the streamable HTTP transport: a JSON-RPC message, answered
+/// as JSON or as an event stream.
+#[utoipa::path(post, path = "/mcp", tag = "mcp",
+    security(("internalKey" = []), ("bearerAuth" = [])),
+    request_body(content = Object, description = "A JSON-RPC message"),
+    responses(
+        (status = 200, description = "The JSON-RPC answer, or an event stream"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn post_mcp(State(service): State<Arc<McpService>>, request: Request) -> Response {
+    service.handle(request).await.into_response()
+}
+
+/// `GET`: the MCP session's event stream; `DELETE`: ends the MCP session.
+#[utoipa::path(method(get, delete), path = "/mcp", tag = "mcp",
+    security(("internalKey" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The event stream (GET), or the session ended (DELETE)"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stream_mcp(State(service): State<Arc<McpService>>, request: Request) -> Response {
+    service.handle(request).await.into_response()
 }
 
 /// The MCP server of one session: the gateway's operations as tools.

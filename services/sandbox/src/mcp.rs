@@ -14,7 +14,6 @@ use autonoma_common::mcp::{Args, input_schema, problem_result, tool_result};
 use axum::extract::{Path, Request, State};
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -24,14 +23,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::Sandbox;
 use crate::http::parse_session;
 use crate::sandbox::{PackageManager, Via};
 
-/// Room for the largest file as JSON-escaped text plus the JSON-RPC envelope.
-const MAX_REQUEST_BODY: usize = 210 * 1024 * 1024;
 /// An MCP session unused this long is closed (the sandbox session stays).
 const SESSION_IDLE: Duration = Duration::from_secs(900);
 
@@ -44,9 +42,45 @@ struct Services(Arc<Mutex<HashMap<Uuid, Service>>>);
 pub fn router(sandbox: Sandbox) -> OpenApiRouter {
     let state = (sandbox, Services::default());
     OpenApiRouter::new()
-        .route("/api/sessions/{id}/mcp", any(serve))
+        .routes(routes!(post_mcp, stream_mcp))
         .route_layer(from_fn(require_internal_key_or_bearer))
         .with_state(state)
+}
+
+/// The session's tools over MCP's streamable HTTP transport: a JSON-RPC message, answered as
+/// JSON or as an event stream.
+#[utoipa::path(post, path = "/api/sessions/{id}/mcp", tag = "mcp",
+    security(("internalKey" = []), ("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Object, description = "A JSON-RPC message"),
+    responses(
+        (status = 200, description = "The JSON-RPC answer, or an event stream"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn post_mcp(
+    state: State<(Sandbox, Services)>,
+    id: Path<String>,
+    request: Request,
+) -> Response {
+    serve(state, id, request).await
+}
+
+/// `GET`: the MCP session's event stream; `DELETE`: ends the MCP session.
+#[utoipa::path(method(get, delete), path = "/api/sessions/{id}/mcp", tag = "mcp",
+    security(("internalKey" = []), ("bearerAuth" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The event stream (GET), or the session ended (DELETE)"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stream_mcp(
+    state: State<(Sandbox, Services)>,
+    id: Path<String>,
+    request: Request,
+) -> Response {
+    serve(state, id, request).await
 }
 
 async fn serve(
@@ -80,7 +114,8 @@ fn service_for(sandbox: &Sandbox, session: Uuid) -> Service {
         // Every request carries the internal key, which a DNS-rebinding page cannot know; the
         // default loopback-only Host check would refuse the deployed hostname.
         .disable_allowed_hosts()
-        .with_max_request_body_bytes(MAX_REQUEST_BODY);
+        // Room for the largest fs_write, the JSON-RPC envelope included.
+        .with_max_request_body_bytes(sandbox.limits().write_body());
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(SESSION_IDLE);
     let sandbox = sandbox.clone();

@@ -65,6 +65,7 @@ pub async fn send(
     });
     match tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(request)).await {
         Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) if body_too_large(&error) => Err(too_large(sandbox.limits().body)),
         Ok(Err(error)) => Err(unreachable_dev(port, &error)),
         Err(_) => Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)
             .kind("dev-server-timeout")
@@ -74,6 +75,23 @@ pub async fn send(
                 RESPONSE_TIMEOUT.as_secs()
             ))),
     }
+}
+
+/// Whether sending failed because the request body passed its limit.
+fn body_too_large(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+pub fn too_large(limit: usize) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .detail(format!("The body exceeds the limit of {limit} bytes."))
 }
 
 fn unreachable_dev(port: u16, error: &hyper::Error) -> Problem {

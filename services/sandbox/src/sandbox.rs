@@ -55,6 +55,8 @@ pub const SESSION_LABEL: &str = "autonoma.sandbox.session";
 /// The sizes and times the tools enforce.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// REQUEST_BODY_LIMIT, which the preview applies to the bodies it forwards.
+    pub body: usize,
     pub output: usize,
     pub file: usize,
     pub exec_default: Duration,
@@ -64,6 +66,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Largest body of an fs_write (HTTP or MCP): the largest file as JSON-escaped text, which
+    /// doubles at most for text of quotes, backslashes and newlines, and the fields around it.
+    pub fn write_body(&self) -> usize {
+        self.file.saturating_mul(2).saturating_add(1024 * 1024)
+    }
+
     pub fn from_config(config: &SandboxConfig) -> Self {
         let exec_max = MAX_EXEC_TIMEOUT.min(
             config
@@ -73,6 +81,7 @@ impl Limits {
                 .max(Duration::from_secs(1)),
         );
         Self {
+            body: config.server.request_body_limit,
             output: config.sandbox_output_limit,
             file: config.sandbox_file_limit,
             exec_default: config.sandbox_exec_timeout.min(exec_max),

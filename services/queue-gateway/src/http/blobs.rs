@@ -86,6 +86,7 @@ pub struct BlobQuery {
     /// Comma-separated tags. `POST`: tags to give the entry. `GET`: entries with every one.
     pub tags: Option<String>,
     /// `GET`: page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `GET`: `nextCursor` of the previous page.
     pub cursor: Option<Uuid>,

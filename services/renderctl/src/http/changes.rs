@@ -31,6 +31,7 @@ pub struct ChangesQuery {
     /// Changes older than this record id (the previous page's `nextBefore`).
     pub before: Option<i64>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -70,6 +71,7 @@ async fn list_changes(
 #[into_params(parameter_in = Query)]
 pub struct FindingsQuery {
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 

@@ -93,6 +93,7 @@ async fn create_deploy(
 pub struct DeploysQuery {
     pub cursor: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

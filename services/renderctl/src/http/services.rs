@@ -244,6 +244,7 @@ pub struct ServicesQuery {
     /// From a previous page's `nextCursor`.
     pub cursor: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

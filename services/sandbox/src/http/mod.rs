@@ -24,7 +24,7 @@ pub const TAG: &str = "sessions";
 
 pub fn router(sandbox: Sandbox) -> OpenApiRouter {
     let api = sessions::router()
-        .merge(tools::router())
+        .merge(tools::router(sandbox.limits()))
         .route_layer(from_fn(require_operator))
         .with_state(sandbox.clone());
     let browser = logs::router()

@@ -3,25 +3,95 @@
 
 use autonoma_common::Problem;
 use autonoma_common::auth::{INTERNAL_KEY_HEADER, auth_of};
+use autonoma_common::server::route_as;
+use axum::RequestExt;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::parse_session;
+use super::{TAG, parse_session};
 use crate::Sandbox;
 use crate::preview::without_auth;
 
 pub fn router(sandbox: Sandbox) -> OpenApiRouter<Sandbox> {
     OpenApiRouter::new()
-        .route("/api/sessions/{id}/preview/proxy", any(proxy))
-        .route("/api/sessions/{id}/preview/proxy/", any(proxy))
-        .route("/api/sessions/{id}/preview/proxy/{*rest}", any(proxy))
+        .routes(routes!(proxy_root))
+        .routes(routes!(proxy_index))
+        .merge(route_as(
+            "/api/sessions/{id}/preview/proxy/{*rest}",
+            routes!(proxy_path),
+        ))
         .route_layer(from_fn_with_state(sandbox, require_preview_auth))
+}
+
+/// The live preview: the dev server's answer to the same request (WebSocket upgrades
+/// included; `OPTIONS` is the CORS preflight, which the server answers itself). Basic Auth (`Authorization` or `?auth=`), an internal key, or the
+/// session's preview cookie, which an authenticated request gets.
+#[utoipa::path(method(get, head, post, put, patch, delete),
+    path = "/api/sessions/{id}/preview/proxy", tag = TAG,
+    security(("basicAuth" = []), ("internalKey" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Object, description = "Forwarded to the dev server as it is"),
+    responses(
+        (status = 200, description = "The dev server's answer"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "No dev server answered", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn proxy_root(
+    state: State<Sandbox>,
+    params: Path<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    proxy(state, params, request).await
+}
+
+/// The dev server's root page (see `/api/sessions/{id}/preview/proxy`).
+#[utoipa::path(method(get, head, post, put, patch, delete),
+    path = "/api/sessions/{id}/preview/proxy/", tag = TAG,
+    security(("basicAuth" = []), ("internalKey" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Object, description = "Forwarded to the dev server as it is"),
+    responses(
+        (status = 200, description = "The dev server's answer"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "No dev server answered", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn proxy_index(
+    state: State<Sandbox>,
+    params: Path<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    proxy(state, params, request).await
+}
+
+/// Any path of the dev server (see `/api/sessions/{id}/preview/proxy`).
+#[utoipa::path(method(get, head, post, put, patch, delete),
+    path = "/api/sessions/{id}/preview/proxy/{rest}", tag = TAG,
+    security(("basicAuth" = []), ("internalKey" = [])),
+    params(
+        ("id" = String, Path, description = "Session id"),
+        ("rest" = String, Path, description = "The path on the dev server (may hold `/`)"),
+    ),
+    request_body(content = Object, description = "Forwarded to the dev server as it is"),
+    responses(
+        (status = 200, description = "The dev server's answer"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "No dev server answered", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn proxy_path(
+    state: State<Sandbox>,
+    params: Path<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    proxy(state, params, request).await
 }
 
 async fn proxy(
@@ -29,6 +99,21 @@ async fn proxy(
     Path(params): Path<Vec<(String, String)>>,
     request: Request,
 ) -> Response {
+    // REQUEST_BODY_LIMIT holds for forwarded bodies too: announced ones are refused here,
+    // streamed ones are cut when they pass it (`crate::preview::send` answers 413).
+    let limit = sandbox.limits().body;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        // Read what a body within the limit would have been, as the JSON routes do, so the
+        // client is not cut off mid-send before it reads the answer.
+        let _ = axum::body::to_bytes(request.into_body(), limit).await;
+        return crate::preview::too_large(limit).into_response();
+    }
+    let request = request.with_limited_body();
     let id = params
         .iter()
         .find(|(name, _)| name == "id")

@@ -250,6 +250,7 @@ pub struct ToolCallsQuery {
     #[serde(default)]
     pub after: i64,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -14,17 +14,19 @@ use utoipa_axum::routes;
 
 use super::{TAG, parse_session};
 use crate::Sandbox;
-use crate::sandbox::{DevOut, ExecOut, FetchOut, PackageManager, Via, WriteResult};
+use crate::sandbox::{DevOut, ExecOut, FetchOut, Limits, PackageManager, Via, WriteResult};
 use crate::workspace::{Checkpoint, Entry, FileOut};
 
-/// Room for the largest file (SANDBOX_FILE_LIMIT is at most 100 MiB) as JSON-escaped text.
-const WRITE_BODY_LIMIT: usize = 210 * 1024 * 1024;
-
-pub fn router() -> OpenApiRouter<Sandbox> {
+/// The tools; `fs/write` takes bodies up to [`Limits::write_body`], the others up to
+/// REQUEST_BODY_LIMIT.
+pub fn router(limits: Limits) -> OpenApiRouter<Sandbox> {
+    let write = OpenApiRouter::new()
+        .routes(routes!(write_file))
+        .layer(DefaultBodyLimit::max(limits.write_body()));
     OpenApiRouter::new()
         .routes(routes!(list_files))
         .routes(routes!(read_file))
-        .routes(routes!(write_file))
+        .merge(write)
         .routes(routes!(exec_command))
         .routes(routes!(install_packages))
         .routes(routes!(start_dev))
@@ -32,7 +34,6 @@ pub fn router() -> OpenApiRouter<Sandbox> {
         .routes(routes!(fetch_url))
         .routes(routes!(list_checkpoints, create_checkpoint))
         .routes(routes!(restore_checkpoint))
-        .layer(DefaultBodyLimit::max(WRITE_BODY_LIMIT))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
