@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use stack::{KEY, PASS, Route, SERVICES, Service, USER, basic, concrete, http};
+use stack::{KEY, PASS, Route, SERVICES, Service, USER, basic, concrete, http, problem_document};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -127,28 +127,6 @@ fn body_of(content_type: &str, size: usize) -> Vec<u8> {
     }
 }
 
-async fn problem(response: reqwest::Response) -> Result<(StatusCode, Value), String> {
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = response.text().await.unwrap_or_default();
-    if content_type != "application/problem+json" {
-        return Err(format!(
-            "answered {status} as {content_type:?}: {text:.200}"
-        ));
-    }
-    match serde_json::from_str::<Value>(&text) {
-        Ok(body) => Ok((status, body)),
-        Err(error) => Err(format!(
-            "answered {status} with a body that is not JSON: {error}"
-        )),
-    }
-}
-
 /// A session of the sandbox, so routes that look up their session first reach their body.
 async fn sandbox_session(http: &reqwest::Client, sandbox: &Service) -> String {
     let response = http
@@ -228,7 +206,7 @@ async fn bodies_and_page_sizes_are_capped(services: &[Service]) {
                         ));
                     }
                 }
-                Ok(response) => match problem(response).await {
+                Ok(response) => match problem_document(response).await {
                     Ok((StatusCode::PAYLOAD_TOO_LARGE, _)) => {}
                     Ok((status, body)) => failures.push(format!(
                         "{} {}: a body of {} bytes was answered {status}, not 413: {body}",
@@ -300,7 +278,7 @@ async fn bodies_and_page_sizes_are_capped(services: &[Service]) {
                         .send()
                         .await
                         .expect("request");
-                    match problem(response).await {
+                    match problem_document(response).await {
                         Ok((status, body))
                             if (status == StatusCode::BAD_REQUEST
                                 || status == StatusCode::UNPROCESSABLE_ENTITY)
@@ -382,7 +360,7 @@ async fn outcome(request: reqwest::RequestBuilder) -> (StatusCode, String) {
         retry_after.is_some_and(|secs| secs >= 1),
         "a 429 says when to retry: {retry_after:?}"
     );
-    match problem(response).await {
+    match problem_document(response).await {
         Ok((_, body)) => (status, body["type"].as_str().unwrap_or_default().to_owned()),
         Err(error) => panic!("a 429 is a problem document: {error}"),
     }

@@ -125,26 +125,19 @@ async fn judge(method: &Method, response: reqwest::Response) -> Option<String> {
         let body = response.text().await.unwrap_or_default();
         return Some(format!("answered {status}: {:.300}", body));
     }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if content_type != "application/problem+json" {
-        return Some(format!(
-            "answered {status} as {content_type:?}, not problem JSON"
-        ));
-    }
     if *method == Method::HEAD {
-        return None;
+        let content_type = response.headers().get("content-type");
+        return (content_type.is_none_or(|v| v != "application/problem+json"))
+            .then(|| format!("answered {status} as {content_type:?}, not problem JSON"));
     }
-    match response.json::<serde_json::Value>().await {
-        Ok(problem) if problem["status"] == status.as_u16() && problem["title"].is_string() => None,
-        Ok(problem) => Some(format!("answered {status} with {problem}")),
-        Err(error) => Some(format!(
-            "answered {status} with a body that is not JSON: {error}"
-        )),
+    match stack::problem_document(response).await {
+        Ok((_, problem))
+            if problem["status"] == status.as_u16() && problem["title"].is_string() =>
+        {
+            None
+        }
+        Ok((_, problem)) => Some(format!("answered {status} with {problem}")),
+        Err(error) => Some(error),
     }
 }
 

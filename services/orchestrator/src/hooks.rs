@@ -106,14 +106,14 @@ fn signature_valid(secret: &SecretString, body: &[u8], signature: &str) -> bool 
 }
 
 /// Turns a signed webhook delivery into a task (202), or answers 202 with `ignored` when no
-/// route matches its event. A bad or missing signature is 401 and creates nothing.
+/// route matches its event. A bad or missing signature, or a source that is not configured, is
+/// 401 and creates nothing.
 #[utoipa::path(post, path = "/hooks/{source}", tag = "webhooks",
     params(("source" = String, Path), ("X-Hub-Signature-256" = String, Header), ("X-GitHub-Delivery" = String, Header), ("X-GitHub-Event" = String, Header)),
     request_body(content = Object, description = "The source's event payload"),
     responses(
         (status = 202, body = HookOut),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn post_hook(
     State(state): State<AppState>,
@@ -122,14 +122,17 @@ async fn post_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, autonoma_common::extract::Json<HookOut>), Problem> {
-    let Some(secret) = state.hooks.secrets.get(&source) else {
-        return Err(
-            Problem::not_found(format!("No webhook source {source} is configured."))
-                .kind("unknown-hook-source"),
-        );
-    };
     let signature = header(&headers, &[SIGNATURE_HEADER]).unwrap_or_default();
-    if !signature_valid(secret, &body, signature) {
+    // An unknown source is refused like a bad signature, so that callers without a secret
+    // cannot learn which sources are configured.
+    let verified = match state.hooks.secrets.get(&source) {
+        Some(secret) => signature_valid(secret, &body, signature),
+        None => {
+            tracing::warn!(%source, "webhook for a source that is not configured");
+            false
+        }
+    };
+    if !verified {
         return Err(
             Problem::unauthorized("The webhook signature does not match the body.")
                 .kind("bad-signature")

@@ -204,11 +204,16 @@ async fn webhooks_need_a_valid_signature_and_are_deduplicated() {
     let unknown = orch
         .http
         .post(orch.url("/hooks/gitlab"))
+        .header("x-hub-signature-256", sign(b"{}"))
         .body("{}")
         .send()
         .await
         .expect("request");
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.status(),
+        401,
+        "an unknown source looks like a bad signature"
+    );
 }
 
 #[tokio::test]

@@ -233,3 +233,28 @@ pub fn http() -> reqwest::Client {
         .build()
         .expect("HTTP client")
 }
+
+/// The status and body of a problem document; an error saying what the answer was otherwise.
+pub async fn problem_document(
+    response: reqwest::Response,
+) -> Result<(reqwest::StatusCode, Value), String> {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.unwrap_or_default();
+    if content_type != "application/problem+json" {
+        return Err(format!(
+            "answered {status} as {content_type:?}: {text:.200}"
+        ));
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(body) => Ok((status, body)),
+        Err(error) => Err(format!(
+            "answered {status} with a body that is not JSON: {error}"
+        )),
+    }
+}
