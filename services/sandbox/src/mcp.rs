@@ -264,7 +264,18 @@ impl SessionTools {
         };
         let sandbox = self.sandbox.clone();
         self.run("fs_list", json!({"dir": args.dir}), |live| async move {
-            let entries = sandbox.fs_list(&live, args.dir).await?;
+            let entries = sandbox
+                .fs_list(&live, args.dir)
+                .await
+                .map_err(|mut problem| {
+                    // This tool calls the path `dir`.
+                    for error in &mut problem.errors {
+                        if error.field == "/path" {
+                            error.field = "/dir".into();
+                        }
+                    }
+                    problem
+                })?;
             Ok(json!({ "entries": entries }))
         })
         .await

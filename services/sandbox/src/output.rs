@@ -4,7 +4,11 @@
 use regex::Regex;
 use secrecy::{ExposeSecret, SecretString};
 
-/// Keeps the first `limit` bytes of a stream and counts the rest.
+/// Bytes kept past a limit, so that a secret the cut falls in is still recognised, and masked
+/// whole, before the cut is made.
+pub const LOOKAHEAD: usize = 4096;
+
+/// Keeps the first `limit` bytes of a stream (and [`LOOKAHEAD`] more) and counts the rest.
 #[derive(Debug, Clone)]
 pub struct Capture {
     buf: Vec<u8>,
@@ -23,22 +27,43 @@ impl Capture {
 
     pub fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len() as u64;
-        let room = self.limit.saturating_sub(self.buf.len());
+        let room = self
+            .limit
+            .saturating_add(LOOKAHEAD)
+            .saturating_sub(self.buf.len());
         self.buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
     }
 
     pub fn truncated(&self) -> bool {
-        self.total > self.buf.len() as u64
+        self.total > self.limit as u64
     }
 
-    /// The kept text (invalid UTF-8 replaced), ending with a marker when bytes were cut.
+    /// Whether more bytes would change nothing of what [`Capture::finish`] returns.
+    pub fn full(&self) -> bool {
+        self.buf.len() >= self.limit.saturating_add(LOOKAHEAD)
+    }
+
+    /// The kept text (invalid UTF-8 replaced, secrets masked), at most `limit` bytes, ending
+    /// with a marker when bytes were cut.
     pub fn finish(self, redactor: &Redactor) -> String {
         let mut text = redactor.redact(&String::from_utf8_lossy(&self.buf));
         if self.truncated() {
-            let cut = self.total - self.buf.len() as u64;
+            cut(&mut text, self.limit);
+            let cut = self.total - self.limit as u64;
             text.push_str(&format!("\n…[truncated: {cut} more bytes]"));
         }
         text
+    }
+}
+
+/// Cuts `text` to at most `limit` bytes, on a character boundary.
+pub fn cut(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
@@ -116,6 +141,25 @@ mod tests {
         assert!(capture.truncated());
         let text = capture.finish(&Redactor::new([]));
         assert_eq!(text, "abcde\n…[truncated: 3 more bytes]");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_is_masked_whole() {
+        let redactor = Redactor::new(["internal-key-0123456789".to_owned()]);
+        for at in 0..30 {
+            let mut capture = Capture::new(20);
+            capture.push(&vec![b'a'; at]);
+            capture.push(b"internal-key-0123456789 and more");
+            let text = capture.finish(&redactor);
+            assert!(!text.contains("internal"), "{at}: {text}");
+            assert!(
+                text.len() <= 20 + "\n…[truncated: 99 more bytes]".len(),
+                "{text}"
+            );
+        }
+        let mut text = "aé".to_owned();
+        cut(&mut text, 2);
+        assert_eq!(text, "a");
     }
 
     #[test]

@@ -788,10 +788,22 @@ impl Sandbox {
     pub async fn fs_read(&self, live: &Live, path: String) -> Result<FileOut, Problem> {
         let workspace = live.workspace.clone();
         let limit = self.0.limits.output;
-        let mut file = blocking(move || workspace.read(&path, limit))
-            .await?
-            .map_err(fs_problem)?;
+        // Read past the limit so that a secret the cut falls in is masked whole; bytes that are
+        // not text past the limit are no reason to refuse what the limit keeps.
+        let mut file = blocking(move || {
+            match workspace.read(&path, limit.saturating_add(crate::output::LOOKAHEAD)) {
+                Err(FsError::Binary { .. }) => workspace.read(&path, limit),
+                other => other,
+            }
+        })
+        .await?
+        .map_err(fs_problem)?;
+        let over = file.content.len() > limit;
         file.content = self.0.redactor.redact(&file.content);
+        if over {
+            crate::output::cut(&mut file.content, limit);
+            file.truncated = true;
+        }
         Ok(file)
     }
 
@@ -1199,7 +1211,7 @@ impl Sandbox {
                         .detail(format!("Reading the answer failed: {e}"))
                 })?;
                 body.push(&chunk);
-                if body.truncated() {
+                if body.full() {
                     break;
                 }
             }
@@ -1524,7 +1536,8 @@ pub fn fs_problem(error: FsError) -> Problem {
     let mut problem = Problem::new(status)
         .kind(error.kind())
         .detail(detail.clone());
-    if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::FORBIDDEN {
+    // Everything but a failure of the host names the path it was about.
+    if status != StatusCode::INTERNAL_SERVER_ERROR {
         problem = problem.field("/path", detail);
     }
     if status == StatusCode::INTERNAL_SERVER_ERROR {

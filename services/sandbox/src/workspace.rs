@@ -10,7 +10,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cap_std::ambient_authority;
@@ -30,8 +29,6 @@ const DIR_MODE: u32 = 0o755;
 const FILE_MODE: u32 = 0o644;
 /// The message of the error cap-std returns when resolution would leave the base directory.
 const CAP_STD_ESCAPE_MESSAGE: &str = "a path led outside of the filesystem";
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -97,6 +94,17 @@ fn map_io(path: &str, err: io::Error) -> FsError {
     let path = path.to_owned();
     if is_escape(&err) {
         return FsError::Escapes { path };
+    }
+    // Both come from what the caller asked for or what the container made, not from the host.
+    let reason = match rustix::io::Errno::from_io_error(&err) {
+        Some(rustix::io::Errno::NAMETOOLONG) => {
+            Some("a name is longer than 255 bytes, or the resolved path too long")
+        }
+        Some(rustix::io::Errno::LOOP) => Some("too many levels of symbolic links"),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        return FsError::Invalid { path, reason };
     }
     match err.kind() {
         io::ErrorKind::NotFound => FsError::NotFound { path },
@@ -352,21 +360,19 @@ impl Workspace {
                 return Err(FsError::Symlink { path: rel });
             }
             Ok(meta) if meta.is_dir() => return Err(FsError::IsADirectory { path: rel }),
+            // A FIFO, socket or device is left as it is rather than replaced.
+            Ok(meta) if !meta.is_file() => {
+                return Err(FsError::Invalid {
+                    path: rel,
+                    reason: "not a regular file",
+                });
+            }
             Ok(meta) => (false, meta.mode() & 0o777),
             Err(err) if err.kind() == io::ErrorKind::NotFound => (true, FILE_MODE),
             Err(err) => return Err(map_io(&rel, err)),
         };
 
-        let temp = format!(
-            ".autonoma-write-{}-{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true).mode(0o600);
-        let mut file = parent
-            .open_with(&temp, &options)
-            .map_err(|err| map_io(&rel, err))?;
+        let (temp, mut file) = create_temp(&parent).map_err(|err| map_io(&rel, err))?;
         let result = file
             .write_all(content)
             .and_then(|()| self.chown_raw(&file))
@@ -550,6 +556,24 @@ impl Workspace {
 
     fn chown_fd(&self, fd: impl std::os::fd::AsFd, shown: &str) -> Result<(), FsError> {
         self.chown_raw(fd).map_err(|err| map_io(shown, err))
+    }
+}
+
+/// A new temporary file in `dir`, under a name the container cannot guess ahead (it could
+/// have taken a predictable one with a file or a symlink; `create_new` does not follow).
+fn create_temp(dir: &Dir) -> io::Result<(String, cap_std::fs::File)> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    let mut attempts = 0;
+    loop {
+        let temp = format!(".autonoma-write-{}.tmp", uuid::Uuid::new_v4().simple());
+        match dir.open_with(&temp, &options) {
+            Ok(file) => return Ok((temp, file)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => {
+                attempts += 1;
+            }
+            Err(err) => return Err(err),
+        }
     }
 }
 
@@ -1481,6 +1505,47 @@ mod tests {
                 .expect("metadata")
                 .uid(),
             0
+        );
+    }
+
+    #[test]
+    fn loops_and_overlong_names_are_invalid_paths() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let ws = Workspace::create(&tmp.path().join("ws"), None).expect("create workspace");
+        symlink("self", ws.root().join("self")).expect("symlink");
+        let long = "n".repeat(256);
+        for path in ["self", "self/x", long.as_str()] {
+            assert!(
+                matches!(ws.read(path, 10), Err(FsError::Invalid { .. })),
+                "read {path}"
+            );
+        }
+        for path in ["self/x", long.as_str()] {
+            assert!(
+                matches!(ws.write(path, b"x"), Err(FsError::Invalid { .. })),
+                "write {path}"
+            );
+        }
+        assert!(matches!(ws.list("self", 10), Err(FsError::Invalid { .. })));
+    }
+
+    #[test]
+    fn write_leaves_fifos_alone() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let ws = Workspace::create(&tmp.path().join("ws"), None).expect("create workspace");
+        let fifo = ws.root().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o644)).expect("mkfifo");
+        assert!(matches!(
+            ws.write("fifo", b"x"),
+            Err(FsError::Invalid { .. })
+        ));
+        assert!(matches!(ws.read("fifo", 10), Err(FsError::Invalid { .. })));
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .expect("metadata")
+                .file_type()
+                .is_fifo()
         );
     }
 
