@@ -611,6 +611,16 @@ fn evaluate<T: DeserializeOwned>(
     if !report.valid {
         return Err(ConfigError::Invalid(report));
     }
+    for var in spec.vars().filter(|var| var.secret) {
+        match values.get(&var.name) {
+            Some(Value::String(secret)) => crate::redact::register(secret),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .for_each(crate::redact::register),
+            _ => {}
+        }
+    }
     let config = serde_json::from_value(Value::Object(values)).map_err(|e| {
         ConfigError::Schema(format!(
             "the schema accepted a value the {service} config type cannot hold: {e}"

@@ -56,7 +56,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                         .field("/", inner.to_string()),
                 )
             } else {
-                let message = strip_position(&inner.to_string());
+                let message = without_value(&strip_position(&inner.to_string()));
                 Err(Problem::validation(
                     "The body does not have the expected shape.",
                     [crate::problem::FieldError {
@@ -94,7 +94,7 @@ where
             .map(Query)
             .map_err(|error| {
                 let field = error.path().to_string();
-                let message = error.into_inner().to_string();
+                let message = without_value(&error.into_inner().to_string());
                 let field = if field == "." {
                     // Missing fields are reported at the root; serde names them in the message.
                     message
@@ -147,6 +147,35 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// serde's message without the value it quotes (`invalid type: string "…"`, `unknown variant
+/// `…``): the field is named already, and what was sent where it does not belong may be a
+/// secret, which an error must not echo.
+fn without_value(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some(end) = rest.find("`, ")
+    {
+        return format!("unknown variant{}", &rest[end + 1..]);
+    }
+    let Some(start) = message.find("string \"") else {
+        return message.to_owned();
+    };
+    let quoted = &message[start + "string ".len()..];
+    // The value is written as a Rust string literal: find its unescaped closing quote.
+    let mut escaped = false;
+    for (index, c) in quoted.char_indices().skip(1) {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                let after = &quoted[index + 1..];
+                return format!("{}string{after}", &message[..start]);
+            }
+            _ => {}
+        }
+    }
+    format!("{}string", &message[..start])
+}
+
 mod mime_type {
     /// The `type/subtype` of a Content-Type, lower-cased, parameters dropped.
     pub struct Essence(String);
@@ -173,6 +202,40 @@ mod mime_type {
         pub fn is_json(&self) -> bool {
             self.0 == "application/json"
                 || (self.0.starts_with("application/") && self.0.ends_with("+json"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Merge,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        count: Option<u32>,
+        mode: Option<Mode>,
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_is_not_echoed() {
+        for body in [
+            r#"{"count": "sec\"ret-0123456789"}"#,
+            r#"{"mode": "secret-0123456789"}"#,
+        ] {
+            let problem = parse_json::<Body>(body.as_bytes()).expect_err("refused");
+            let text = serde_json::to_string(&problem).expect("json");
+            assert!(!text.contains("ret-0123456789"), "{text}");
+            assert!(
+                text.contains("expected u32") || text.contains("expected `merge`"),
+                "{text}"
+            );
         }
     }
 }

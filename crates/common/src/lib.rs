@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod problem;
 pub mod ratelimit;
+pub mod redact;
 pub mod server;
 pub mod telemetry;
 pub mod trace;

@@ -52,10 +52,12 @@ pub fn tool_result<T: serde::Serialize>(result: Result<T, Problem>) -> CallToolR
     }
 }
 
+/// The problem as a tool error, the service's secrets masked in it.
 pub fn problem_result(problem: &Problem) -> CallToolResult {
-    let value = serde_json::to_value(problem).unwrap_or_else(
+    let mut value = serde_json::to_value(problem).unwrap_or_else(
         |_| json!({"status": problem.status, "title": problem.title, "detail": problem.detail}),
     );
+    crate::redact::redact_json(&mut value);
     CallToolResult::structured_error(value)
 }
 

@@ -220,8 +220,8 @@ impl From<anyhow::Error> for Problem {
     }
 }
 
-/// Rewrites every error response that is not already a problem into one, and stamps every
-/// problem with the request's path and id.
+/// Rewrites every error response that is not already a problem into one, stamps every
+/// problem with the request's path and id, and masks the service's secrets in it.
 pub async fn normalize_errors(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let request_id = request
@@ -247,7 +247,11 @@ pub async fn normalize_errors(request: Request, next: Next) -> Response {
     let mut problem = if is_problem {
         match serde_json::from_slice::<Problem>(&bytes) {
             Ok(problem) => problem,
-            Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+            Err(_) => {
+                let body = crate::redact::redact(&String::from_utf8_lossy(&bytes)).into_owned();
+                parts.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(parts, Body::from(body));
+            }
         }
     } else {
         let mut problem = Problem::new(status);
@@ -266,7 +270,9 @@ pub async fn normalize_errors(request: Request, next: Next) -> Response {
         problem.request_id = request_id;
     }
 
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    // Whatever a handler or library echoed into the problem, the service's secrets stay out.
+    let body = serde_json::to_string(&problem).unwrap_or_default();
+    let body = crate::redact::redact(&body).into_owned();
     parts
         .headers
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

@@ -6,6 +6,7 @@
 //! - With `LOGGING_URL` set, events are shipped to the logging service in batches. The layer
 //!   only `try_send`s into a bounded buffer: a slow or absent logging service never blocks a
 //!   request; what does not fit is dropped and counted (`log_events_dropped` in `/metrics`).
+//! - Both mask the service's secrets ([`crate::redact`]) in every event.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,10 +112,12 @@ pub fn init(service: &str, config: &ServerConfig) -> anyhow::Result<TelemetryGua
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .with_writer(|| Redacting(std::io::stdout()))
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_target(true)
+            .with_writer(|| Redacting(std::io::stdout()))
             .boxed(),
     };
 
@@ -151,8 +154,19 @@ pub fn init(service: &str, config: &ServerConfig) -> anyhow::Result<TelemetryGua
         None => (None, None, None),
     };
 
+    // The MCP library logs every tool call's arguments and result at debug level: what an AI
+    // sends (file contents, tokens of its own) stays out of the logs unless LOG_LEVEL names
+    // `rmcp`.
+    let mcp_payloads = config.log_level.contains("rmcp");
+    let mcp_filter = tracing_subscriber::filter::filter_fn(move |metadata| {
+        mcp_payloads
+            || !metadata.target().starts_with("rmcp")
+            || *metadata.level() <= tracing::Level::INFO
+    });
+
     tracing_subscriber::registry()
         .with(filter)
+        .with(mcp_filter)
         .with(fmt_layer)
         .with(otel_layer)
         .with(ship_layer)
@@ -163,6 +177,23 @@ pub fn init(service: &str, config: &ServerConfig) -> anyhow::Result<TelemetryGua
         shipper,
         shipper_closed,
     })
+}
+
+/// Writes each formatted event (one `write` per event) with the service's secrets masked.
+struct Redacting<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) => self.0.write_all(crate::redact::redact(text).as_bytes())?,
+            Err(_) => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn otlp_provider(service: &str, endpoint: &url::Url) -> anyhow::Result<SdkTracerProvider> {
@@ -358,6 +389,7 @@ where
             ids.trace_id = TraceContext::current().map(|c| c.trace_id_hex());
         }
         let mut fields = visitor.fields;
+        fields.values_mut().for_each(crate::redact::redact_json);
         fields.insert("target".into(), Value::String(target.to_owned()));
         let frame = LogFrame {
             ts: time::OffsetDateTime::now_utc(),
@@ -369,7 +401,10 @@ where
                 tracing::Level::TRACE => "trace",
             },
             service: self.service.clone(),
-            message: truncate_chars(visitor.message.unwrap_or_default(), MAX_MESSAGE_CHARS),
+            message: truncate_chars(
+                crate::redact::redact(&visitor.message.unwrap_or_default()).into_owned(),
+                MAX_MESSAGE_CHARS,
+            ),
             trace_id: ids
                 .trace_id
                 .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -381,7 +416,10 @@ where
         // What the logging service would refuse stays in `fields` instead of costing the
         // whole batch.
         let mut frame = frame;
-        match ids.correlation_id {
+        match ids
+            .correlation_id
+            .map(|c| crate::redact::redact(&c).into_owned())
+        {
             Some(c) if (1..=200).contains(&c.chars().count()) => frame.correlation_id = Some(c),
             Some(c) => {
                 frame

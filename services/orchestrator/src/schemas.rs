@@ -50,7 +50,8 @@ pub fn violations(
         .iter_errors(instance)
         .map(|error| FieldError {
             field: format!("{prefix}{}", error.instance_path().as_str()),
-            message: error.to_string(),
+            // The offending value is not quoted back: it may be a secret sent in the wrong field.
+            message: error.masked().to_string(),
         })
         .collect()
 }

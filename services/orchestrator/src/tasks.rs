@@ -403,6 +403,12 @@ struct TaskFilter {
     cursor: Option<Uuid>,
 }
 
+/// Names the statuses, not the value that is none of them (it may be a secret sent by mistake).
+fn unknown_status() -> String {
+    let all: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+    format!("expected one of {}", all.join(", "))
+}
+
 fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
     let mut filter = TaskFilter {
         limit: DEFAULT_PAGE,
@@ -422,7 +428,7 @@ fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
             "status" => {
                 for part in value.split(',').filter(|p| !p.is_empty()) {
                     let status = TaskStatus::parse(part)
-                        .ok_or_else(|| invalid("status", format!("unknown status {part:?}")))?;
+                        .ok_or_else(|| invalid("status", unknown_status()))?;
                     filter.statuses.push(status);
                 }
             }

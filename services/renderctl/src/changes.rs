@@ -108,10 +108,10 @@ impl Recorder {
     /// statuses); on failure Render's status and `{id, message}` are kept.
     pub async fn record(
         &self,
-        change: NewChange,
+        mut change: NewChange,
         outcome: Result<(u16, Value), &RenderError>,
     ) -> Option<i64> {
-        let (ok, status, answer) = match outcome {
+        let (ok, status, mut answer) = match outcome {
             Ok((status, answer)) => (true, Some(status), answer),
             Err(error) => (
                 false,
@@ -119,6 +119,10 @@ impl Recorder {
                 error_answer(error),
             ),
         };
+        // What a caller put in a forwarded field (and Render quoted back) may hold a secret.
+        for value in [&mut change.before, &mut change.after, &mut answer] {
+            autonoma_common::redact::redact_json(value);
+        }
         if ok {
             tracing::info!(
                 target: "renderctl::change",

@@ -123,7 +123,8 @@ pub(crate) fn validate_at(
             };
             FieldError {
                 field,
-                message: error.to_string(),
+                // The offending value is not quoted back: it may be a secret sent by mistake.
+                message: error.masked().to_string(),
             }
         })
         .collect();
