@@ -760,18 +760,18 @@ impl Sandbox {
                     .map(|v| self.shorten_arguments(v))
                     .collect(),
             ),
-            Value::String(text) if text.len() > KEEP => {
+            // Masked before it is cut, so a secret across the cut leaves no part of itself.
+            Value::String(text) => {
+                let masked = self.0.redactor.redact(&text);
+                if masked.len() <= KEEP {
+                    return Value::String(masked);
+                }
                 let mut cut = KEEP;
-                while !text.is_char_boundary(cut) {
+                while !masked.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                Value::String(format!(
-                    "{}…[{} bytes]",
-                    self.0.redactor.redact(&text[..cut]),
-                    text.len()
-                ))
+                Value::String(format!("{}…[{} bytes]", &masked[..cut], text.len()))
             }
-            Value::String(text) => Value::String(self.0.redactor.redact(&text)),
             other => other,
         }
     }

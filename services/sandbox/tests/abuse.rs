@@ -1615,6 +1615,19 @@ async fn secrets_are_masked_where_output_is_cut_and_in_the_log() {
             "the head of {secret} was read: {}",
             &kept[kept.len().saturating_sub(80)..]
         );
+        // The tool-call record shortens long arguments: a secret across that cut is masked
+        // whole too.
+        let content = format!("{}{secret}", "a".repeat(200 - 4));
+        let (status, written) = fs_write(&service, &id, "record.txt", &content).await;
+        assert_eq!(status, StatusCode::OK, "{written}");
+    }
+    let (_, calls) = service.get(&format!("/api/sessions/{id}/tool-calls")).await;
+    let calls = calls.to_string();
+    for secret in &secrets {
+        assert!(
+            !calls.contains(&format!("aaaa{}", &secret[..4])),
+            "the head of {secret} was recorded: {calls}"
+        );
     }
     let out = service
         .exec(&id, &format!("echo '{}' >&2", common::KEY))
