@@ -112,6 +112,27 @@ where
     }
 }
 
+/// The JSON pointer of the first key or string in `value` that holds U+0000, which PostgreSQL
+/// can store neither as text nor in jsonb (`""` when `value` is such a string itself).
+pub fn nul_pointer(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0').then(String::new),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_pointer(item).map(|rest| format!("/{index}{rest}"))),
+        Value::Object(object) => object.iter().find_map(|(key, item)| {
+            let escaped = key.replace('~', "~0").replace('/', "~1");
+            if key.contains('\0') {
+                return Some(format!("/{escaped}"));
+            }
+            nul_pointer(item).map(|rest| format!("/{escaped}{rest}"))
+        }),
+        _ => None,
+    }
+}
+
 fn json_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
@@ -209,6 +230,20 @@ mod mime_type {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_pointer_names_the_first_key_or_string_with_u0000() {
+        let clean = serde_json::json!({"a": ["x", {"b": 1}], "c": null});
+        assert_eq!(nul_pointer(&clean), None);
+        let in_string = serde_json::json!({"a": ["x", {"b/c": "y\u{0}"}]});
+        assert_eq!(nul_pointer(&in_string).as_deref(), Some("/a/1/b~1c"));
+        let in_key = serde_json::json!({"k\u{0}": 1});
+        assert_eq!(nul_pointer(&in_key).as_deref(), Some("/k\u{0}"));
+        assert_eq!(
+            nul_pointer(&serde_json::json!("\u{0}")).as_deref(),
+            Some("")
+        );
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(rename_all = "lowercase")]

@@ -190,6 +190,15 @@ impl From<sqlx::Error> for Problem {
                     .header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
             sqlx::Error::RowNotFound => Problem::not_found("No such resource."),
+            // Handlers refuse U+0000 where they name the field; this covers any value they miss.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                Problem::bad_request(
+                    "The request holds U+0000 (a NUL character), which cannot be stored.",
+                )
+                .kind("nul-character")
+            }
             _ if database_unavailable(&error) => {
                 tracing::warn!(%error, "database unavailable");
                 Problem::unavailable("The database is unavailable; try again shortly.")

@@ -4,7 +4,8 @@
 //! set; a moto server for SQS, unless `TEST_SQS_ENDPOINT` is set), runs `cargo nextest run
 //! --workspace` (or `cargo test` where nextest is missing; `-p NAME` arguments narrow it to
 //! those packages) with their addresses in the environment, stops them, and exits with the
-//! test run's code. `TEST_MCP_PYTHON` tells the MCP tests which Python has the MCP client.
+//! test run's code. `TEST_MCP_PYTHON` tells the MCP tests which Python has the MCP client,
+//! `TEST_SCHEMATHESIS` the fuzz suite where schemathesis is (both from the venv of `.ci/run`).
 //! Where `podman` is installed and `TEST_DOCKER_HOST` is not set, a Podman service on a socket
 //! of the scratch directory is the container engine the tests get as `TEST_DOCKER_HOST`, with
 //! the image [`podman::BASE_TEST_IMAGE`] built in it.
@@ -179,6 +180,12 @@ async fn cargo_tests(
     if std::env::var_os("TEST_MCP_PYTHON").is_none() {
         command.env("TEST_MCP_PYTHON", venv_python());
     }
+    if std::env::var_os("TEST_SCHEMATHESIS").is_none() {
+        command.env(
+            "TEST_SCHEMATHESIS",
+            venv_python().with_file_name("schemathesis"),
+        );
+    }
     command.status().await.context("running the tests")
 }
 
@@ -278,7 +285,8 @@ fn default_venv() -> PathBuf {
 }
 
 /// The Python of the venv moto comes from (`AUTONOMA_MOTO_SERVER`'s directory, else the
-/// default venv), where `.ci/run` also installs the MCP SDK the MCP tests drive the gateway with.
+/// default venv), where `.ci/run` also installs the MCP SDK the MCP tests drive the gateway with
+/// and schemathesis.
 fn venv_python() -> PathBuf {
     std::env::var_os("AUTONOMA_MOTO_SERVER")
         .map(PathBuf::from)
@@ -287,16 +295,16 @@ fn venv_python() -> PathBuf {
 }
 
 /// A moto server in server mode: the SQS the tests talk to.
-struct Moto {
+pub(crate) struct Moto {
     child: tokio::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
     /// Starts `moto_server` (`AUTONOMA_MOTO_SERVER`, else the one in the default venv) on a
     /// free port of 127.0.0.1 and waits until it answers. Its output goes to `moto.log` in
     /// `scratch`, shown if it fails to start.
-    async fn start(scratch: &Path) -> anyhow::Result<Self> {
+    pub(crate) async fn start(scratch: &Path) -> anyhow::Result<Self> {
         let venv = default_venv();
         let bin = std::env::var_os("AUTONOMA_MOTO_SERVER")
             .map(PathBuf::from)
@@ -360,7 +368,7 @@ impl Moto {
     }
 
     /// SIGTERM, then SIGKILL if it lingers.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
             let _ = signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
             if tokio::time::timeout(MOTO_STOP_TIMEOUT, self.child.wait())

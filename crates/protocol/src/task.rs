@@ -79,23 +79,29 @@ impl std::fmt::Display for TaskStatus {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskIn {
     /// A kind an agent has registered.
+    #[schema(pattern = "^[a-z][a-z0-9_.-]{0,127}$")]
     pub kind: String,
     /// Checked against the JSON Schema the kind's agent registered.
     #[serde(default)]
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub correlation_id: Option<String>,
     /// A second create with the same key returns the first task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
     /// -100..=100, higher first (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -100, maximum = 100)]
     pub priority: Option<i16>,
     /// 1..=100 (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     /// Per attempt, 1..=86400 (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub timeout_secs: Option<i32>,
     /// Not before this time (default now).
     #[serde(

@@ -145,6 +145,16 @@ pub fn filters(params: FilterParams) -> Result<Filters, Problem> {
     {
         return Err(invalid("until", "must be later than since"));
     }
+    // PostgreSQL text cannot hold U+0000, so no stored record could match such a filter.
+    for (parameter, value) in [
+        ("service", &params.service),
+        ("correlationId", &params.correlation_id),
+        ("q", &params.q),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(invalid(parameter, "must not contain U+0000"));
+        }
+    }
     Ok(Filters {
         service: params.service,
         min_level: params.level,

@@ -211,6 +211,9 @@ async fn bad_query_parameters_are_refused_naming_the_parameter() {
         ),
         ("?traceId=xyz", "traceId"),
         ("?taskId=nope", "taskId"),
+        ("?service=a%00b", "service"),
+        ("?correlationId=%00", "correlationId"),
+        ("?q=a%00", "q"),
     ] {
         let response = service.get(query).await;
         assert_eq!(response.status(), 400, "GET /logs{query}");

@@ -2,7 +2,7 @@
 
 use autonoma_common::Problem;
 use autonoma_common::auth::{require_internal_key, require_operator};
-use autonoma_common::extract::Json;
+use autonoma_common::extract::{Json, nul_pointer};
 use autonoma_common::problem::FieldError;
 use autonoma_protocol::{AgentIn, AgentOut, HeartbeatIn, KindIn, Transport};
 use axum::extract::{Path, State};
@@ -191,7 +191,18 @@ async fn post_heartbeat(
     }
     let details = match beat.details {
         None => Value::Object(Default::default()),
-        Some(Value::Object(details)) => Value::Object(details),
+        Some(details @ Value::Object(_)) => match nul_pointer(&details) {
+            None => details,
+            Some(at) => {
+                return Err(Problem::validation(
+                    "Heartbeat details must not contain U+0000.",
+                    [FieldError {
+                        field: format!("/details{at}"),
+                        message: "must not contain U+0000".into(),
+                    }],
+                ));
+            }
+        },
         Some(_) => {
             return Err(Problem::validation(
                 "Heartbeat details must be an object.",

@@ -423,6 +423,13 @@ fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
         OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
             .map_err(|_| invalid(field, "expected an RFC 3339 timestamp".into()))
     };
+    // PostgreSQL text cannot hold U+0000, so such a filter could match nothing anyway.
+    let text = |field: &str, value: std::borrow::Cow<'_, str>| {
+        if value.contains('\0') {
+            return Err(invalid(field, "must not contain U+0000".into()));
+        }
+        Ok(value.into_owned())
+    };
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "status" => {
@@ -432,10 +439,10 @@ fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
                     filter.statuses.push(status);
                 }
             }
-            "kind" => filter.kind = Some(value.into_owned()),
-            "agent" => filter.agent = Some(value.into_owned()),
-            "correlationId" => filter.correlation_id = Some(value.into_owned()),
-            "traceId" => filter.trace_id = Some(value.into_owned()),
+            "kind" => filter.kind = Some(text("kind", value)?),
+            "agent" => filter.agent = Some(text("agent", value)?),
+            "correlationId" => filter.correlation_id = Some(text("correlationId", value)?),
+            "traceId" => filter.trace_id = Some(text("traceId", value)?),
             "since" => filter.since = Some(timestamp("since", &value)?),
             "until" => filter.until = Some(timestamp("until", &value)?),
             "limit" => {

@@ -278,3 +278,41 @@ async fn lists_filter_and_page_without_gaps_or_repeats() {
     let anonymous = reqwest::get(orch.url("/tasks")).await.expect("request");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn u0000_is_refused_as_bad_input_not_a_server_error() {
+    let orch = start(&[]).await;
+    let response = orch
+        .operator(Method::GET, "/tasks?correlationId=a%00b")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["field"], "correlationId");
+
+    orch.register(
+        "echo-agent",
+        "http://127.0.0.1:9",
+        json!([{"kind": "echo", "payloadSchema": {"type": "object"}}]),
+    )
+    .await;
+    let response = orch
+        .internal(Method::POST, "/agents/echo-agent/heartbeat")
+        .json(&json!({"details": {"ok": ["fine", {"k\u{0}": true}]}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["field"], "/details/ok/1/k\u{0}");
+
+    // Values no handler looks at are refused by the database, which is still the client's
+    // mistake.
+    let response = orch
+        .create(json!({"kind": "echo", "payload": {"message": "a\u{0}"}}))
+        .await;
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["type"], "urn:autonoma:problem:nul-character");
+}

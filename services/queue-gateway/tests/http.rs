@@ -677,6 +677,18 @@ async fn blobs_are_stored_once_found_by_kind_name_and_tag_and_read_back() {
     )
     .await;
     assert_eq!(fields(&body), ["limit"]);
+    let body = problem(
+        send(gateway.ai(reqwest::Method::GET, "/blobs?name=a%00")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(fields(&body), ["name"]);
+    let body = problem(
+        send(store("kind=other&tags=a%00", "text/plain", "x")).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(fields(&body), ["tags"]);
     problem(
         send(gateway.ai(
             reqwest::Method::GET,

@@ -107,6 +107,20 @@ impl BlobQuery {
             .transpose()
     }
 
+    /// `name` and `tags` as the registry can store and match them: PostgreSQL text cannot
+    /// hold U+0000.
+    fn check_text(&self) -> Result<(), Problem> {
+        for (parameter, value) in [("name", &self.name), ("tags", &self.tags)] {
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(
+                    Problem::bad_request(format!("{parameter} must not contain U+0000."))
+                        .field(parameter, "must not contain U+0000"),
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn tags(&self) -> Vec<String> {
         self.tags
             .as_deref()
@@ -148,6 +162,7 @@ async fn post_blob(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobOut>), Problem> {
+    query.check_text()?;
     let kind = query.kind()?.ok_or_else(|| {
         Problem::bad_request("Say what the blob is with ?kind=.").field(
             "kind",
@@ -364,6 +379,7 @@ impl Gateway {
                 Problem::bad_request("limit is 1 to 1000.").field("limit", "expected 1 to 1000")
             );
         }
+        query.check_text()?;
         let filter = BlobFilter {
             kind: query.kind()?,
             name_prefix: query.name.clone(),

@@ -102,6 +102,7 @@ async fn post_event(
 #[into_params(parameter_in = Query)]
 pub struct InputQuery {
     /// Seconds to wait for the first event, 0 to 20 (default 0).
+    #[param(maximum = 20)]
     pub wait: Option<u64>,
 }
 

@@ -206,8 +206,10 @@ async fn delete_component(
 #[into_params(parameter_in = Query)]
 pub struct PollQuery {
     /// The last sequence number the browser has; 0 (the default) for the whole history.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Seconds to wait when nothing follows `after` yet, 0 to 30 (default 0).
+    #[param(maximum = 30)]
     pub wait: Option<u64>,
 }
 

@@ -41,6 +41,7 @@ pub fn browser_router(gateway: Gateway) -> OpenApiRouter {
 pub struct StreamQuery {
     /// Start after this sequence number (default 0: the whole history). `Last-Event-ID`
     /// takes precedence when an EventSource reconnects.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// `base64(user:pass)`, for EventSource, which cannot send an `Authorization` header.
     pub auth: Option<String>,
