@@ -1,5 +1,6 @@
-//! `autonoma`: run the whole stack locally, run every test, apply migrations.
+//! `autonoma`: run the whole stack locally, run every test and benchmark, apply migrations.
 
+mod bench;
 mod dashboard;
 mod dockerfiles;
 mod envfile;
@@ -38,6 +39,8 @@ enum Command {
     Dockerfiles(dockerfiles::DockerfilesArgs),
     /// Build the services, run the stack and report each one's binary size and idle memory.
     Footprint(footprint::FootprintArgs),
+    /// Run every benchmark in sequence against one Postgres (and moto, and Podman).
+    Bench(bench::BenchArgs),
 }
 
 // Single-threaded on purpose: children are spawned from the main thread, which lives as long
@@ -55,6 +58,7 @@ async fn main() -> ExitCode {
         }),
         Command::Dockerfiles(args) => dockerfiles::run(args),
         Command::Footprint(args) => footprint::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,

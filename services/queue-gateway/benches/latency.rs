@@ -43,7 +43,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn summary(label: &str, mut millis: Vec<f64>) {
     millis.sort_by(f64::total_cmp);
     println!(
-        "  {label:<34} n={:<5} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms",
+        "  {label:<44} n={:<5} p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms",
         millis.len(),
         percentile(&millis, 0.50),
         percentile(&millis, 0.99),
@@ -257,46 +257,113 @@ async fn browser_to_ai(gateway: &Gateway, rounds: usize) -> Result<Vec<f64>> {
     Ok(latencies)
 }
 
-/// `browsers` long polls on one page, then one send: how long until each has it.
-async fn crowd(gateway: &Gateway, browsers: usize) -> Result<()> {
+/// One browser of the crowd: long-polls the page again at once after every answer, and
+/// reports when each message reached it, until it has seen `last`.
+async fn crowd_browser(
+    request: reqwest::RequestBuilder,
+    page_url: String,
+    last: i64,
+    received: tokio::sync::mpsc::UnboundedSender<(i64, Instant)>,
+) -> Result<()> {
+    let mut after = 0i64;
+    while after < last {
+        let response = request
+            .try_clone()
+            .context("cloneable request")?
+            .query(&[("after", after)])
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("{page_url}: {}", response.status());
+        }
+        let body: Value = response.json().await?;
+        let at = Instant::now();
+        for message in body["messages"].as_array().into_iter().flatten() {
+            let seq = message["seq"].as_i64().context("seq")?;
+            // The bench has stopped listening when it gave up on this round.
+            let _ = received.send((seq, at));
+        }
+        after = body["next"].as_i64().context("next")?;
+    }
+    Ok(())
+}
+
+/// `browsers` long polls held on one page. While they wait, one browser on another page is
+/// sent `rounds` messages one at a time (latency under the crowd); then `fanouts` sends to the
+/// crowd's page, each delivered to every held poll (time from the send until each browser has
+/// it). Also the gateway's memory idle and with the polls held.
+async fn crowd(gateway: &Gateway, browsers: usize, rounds: usize, fanouts: usize) -> Result<()> {
     let page = "crowd";
     gateway.create_page(page).await?;
     let (idle_rss, _) = memory(gateway.process.pid())?;
+    let (received_tx, mut received_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut polls = Vec::with_capacity(browsers);
     for _ in 0..browsers {
-        let request = gateway.browser(
-            reqwest::Method::GET,
-            &format!("/pages/{page}/poll?after=0&wait=25"),
-        );
-        polls.push(tokio::spawn(async move {
-            let response = request.send().await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            let at = Instant::now();
-            Ok::<_, anyhow::Error>((status, body, at))
-        }));
+        let request = gateway
+            .browser(reqwest::Method::GET, &format!("/pages/{page}/poll"))
+            .query(&[("wait", 20)]);
+        polls.push(tokio::spawn(crowd_browser(
+            request,
+            page.to_owned(),
+            fanouts as i64,
+            received_tx.clone(),
+        )));
     }
+    drop(received_tx);
     // Let every poll reach the gateway and start waiting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (held_rss, _) = memory(gateway.process.pid())?;
-    let sent = Instant::now();
-    gateway.text(page, "to everyone").await?;
-    let mut delays = Vec::with_capacity(browsers);
+    let early = polls.iter().filter(|poll| poll.is_finished()).count();
+    if early > 0 {
+        bail!("{early} of {browsers} crowd polls ended before anything was sent");
+    }
+
+    summary(
+        &format!("AI send → browser, {browsers} polls held"),
+        ai_to_browser(gateway, "latency-crowded", rounds).await?,
+    );
+
+    let mut delays = Vec::with_capacity(browsers * fanouts);
+    let mut sends = Vec::with_capacity(fanouts);
+    let mut missing = 0usize;
+    for round in 1..=fanouts as i64 {
+        let sent = Instant::now();
+        gateway.text(page, &format!("to everyone {round}")).await?;
+        sends.push(sent.elapsed().as_secs_f64() * 1000.0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut got = 0;
+        while got < browsers {
+            match tokio::time::timeout_at(deadline, received_rx.recv()).await {
+                Ok(Some((seq, at))) if seq == round => {
+                    got += 1;
+                    delays.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+                }
+                // Late from a round that gave up on it: already counted as missing.
+                Ok(Some(_)) => {}
+                // Every poller stopped, or some did not get it in 30 s.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        missing += browsers - got;
+        // Let every browser poll again and wait before the next send.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let mut failed = 0usize;
     for poll in polls {
-        match poll.await? {
-            Ok((status, body, at)) if status.is_success() && body["next"] == 1 => {
-                delays.push(at.duration_since(sent).as_secs_f64() * 1000.0);
-            }
-            Ok(_) | Err(_) => failed += 1,
+        match tokio::time::timeout(Duration::from_secs(30), poll).await {
+            Ok(Ok(Ok(()))) => {}
+            _ => failed += 1,
         }
     }
     summary(
-        &format!("{browsers} held polls: send → each has it"),
+        &format!("send → each of {browsers} held polls has it"),
         delays,
     );
+    summary("  (POST /messages of those sends)", sends);
     println!(
-        "  {browsers} held polls: {failed} failed; gateway RSS {idle_rss:.1} MiB idle, {held_rss:.1} MiB while held ({:.1} KiB per poll)",
+        "  {browsers} held polls: {fanouts} sends, {missing} deliveries missing, {failed} polls \
+         failed; gateway RSS {idle_rss:.1} MiB idle, {held_rss:.1} MiB while held ({:.1} KiB \
+         per poll)",
         (held_rss - idle_rss) * 1024.0 / browsers as f64
     );
     Ok(())
@@ -370,6 +437,7 @@ async fn run(
 ) -> Result<()> {
     let rounds = size("BENCH_ROUNDS", 500);
     let browsers = size("BENCH_BROWSERS", 1000);
+    let fanouts = size("BENCH_FANOUTS", 5);
     let megabytes = size("BENCH_DATASET_MB", 50);
     println!("\n{label}");
     let gateway = Gateway::start(bin, env).await?;
@@ -389,7 +457,7 @@ async fn run(
     );
     // Before the crowd, so the peak it leaves does not hide the dataset's.
     dataset(&gateway, megabytes).await?;
-    crowd(&gateway, browsers).await?;
+    crowd(&gateway, browsers, rounds, fanouts).await?;
     gateway.process.terminate()?;
     Ok(())
 }
