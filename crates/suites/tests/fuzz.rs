@@ -36,7 +36,7 @@ const MAX_EXAMPLES: u32 = 25;
 /// An answer slower than this is a hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The whole schemathesis run of one service.
-const RUN_TIMEOUT: Duration = Duration::from_secs(200);
+const RUN_TIMEOUT: Duration = Duration::from_secs(420);
 
 /// What one service is fuzzed with beside the shared settings.
 struct Target {
