@@ -229,5 +229,6 @@ async fn too_slow(socket: &mut WebSocket, missed: u64) {
         code: TOO_SLOW,
         reason: "too slow: reconnect and refetch".into(),
     };
-    let _ = socket.send(Message::Close(Some(close))).await;
+    // Bounded: a client that has stopped reading entirely must not hold this task either.
+    let _ = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(close)))).await;
 }
