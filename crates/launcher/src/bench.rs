@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use autonoma_localpg::{Cluster, ClusterOptions, PgBinaries};
 
 use crate::podman::{self, Podman};
 use crate::testrun::Moto;
@@ -66,21 +65,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let started = Instant::now();
 
-    let cluster = match std::env::var("TEST_DATABASE_URL") {
-        Ok(_) => None,
-        Err(_) => {
-            let bins = PgBinaries::locate()?;
-            let mut options = ClusterOptions::new(scratch.path().join("pg"));
-            options.ephemeral = true;
-            options.stop_with_parent = true;
-            let cluster = Cluster::start(&bins, options)?;
-            println!(
-                "autonoma bench: postgres on 127.0.0.1:{} (fsync and synchronous_commit off)",
-                cluster.port()
-            );
-            Some(cluster)
-        }
-    };
+    let cluster = crate::testrun::throwaway_postgres(scratch.path())?;
+    if let Some(cluster) = &cluster {
+        println!(
+            "autonoma bench: postgres on 127.0.0.1:{} (fsync and synchronous_commit off)",
+            cluster.port()
+        );
+    }
     let database_url = match &cluster {
         Some(cluster) => cluster.url("postgres"),
         None => std::env::var("TEST_DATABASE_URL").unwrap_or_default(),

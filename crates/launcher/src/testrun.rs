@@ -69,18 +69,10 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let cluster = match std::env::var("TEST_DATABASE_URL") {
-        Ok(_) => None,
-        Err(_) => {
-            let bins = PgBinaries::locate()?;
-            let mut options = ClusterOptions::new(scratch.path().join("pg"));
-            options.ephemeral = true;
-            options.stop_with_parent = true;
-            let cluster = Cluster::start(&bins, options)?;
-            println!("autonoma test: postgres on 127.0.0.1:{}", cluster.port());
-            Some(cluster)
-        }
-    };
+    let cluster = throwaway_postgres(scratch.path())?;
+    if let Some(cluster) = &cluster {
+        println!("autonoma test: postgres on 127.0.0.1:{}", cluster.port());
+    }
 
     let selection = Selection::of(&args.extra);
     let mut failed = false;
@@ -295,6 +287,19 @@ fn venv_python() -> PathBuf {
 }
 
 /// A moto server in server mode: the SQS the tests talk to.
+/// A throwaway cluster under `scratch` (fsync and synchronous_commit off, stopped with this
+/// process), or none when `TEST_DATABASE_URL` names a database to use instead.
+pub(crate) fn throwaway_postgres(scratch: &Path) -> anyhow::Result<Option<Cluster>> {
+    if std::env::var_os("TEST_DATABASE_URL").is_some() {
+        return Ok(None);
+    }
+    let bins = PgBinaries::locate()?;
+    let mut options = ClusterOptions::new(scratch.join("pg"));
+    options.ephemeral = true;
+    options.stop_with_parent = true;
+    Ok(Some(Cluster::start(&bins, options)?))
+}
+
 pub(crate) struct Moto {
     child: tokio::process::Child,
     pub(crate) endpoint: String,

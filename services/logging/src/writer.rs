@@ -1,4 +1,4 @@
-//! The writer: takes queued records in chunks and inserts each chunk with one statement.
+//! The writer: takes queued records in chunks and copies each chunk into the table at once.
 //!
 //! Every insert runs in a transaction that first takes a fixed advisory lock, so writers of
 //! all replicas take turns: ids are assigned only while the lock is held and the lock is
@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgBindIterExt;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArgumentBuffer;
+use sqlx::{Encode, Postgres};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -16,8 +19,8 @@ use crate::ingest::{Batch, BatchReceiver};
 use crate::metrics::{LogMetrics, Reason};
 use crate::model::Record;
 
-/// Most records inserted by one statement. Large chunks amortise the per-statement work that
-/// otherwise bounds ingestion (measured: 23k lines/s at 1,000, 44–50k at 10,000).
+/// Most records copied by one statement. Large chunks amortise the work of each transaction
+/// (the lock, the statement, the notification, the commit).
 pub const WRITE_CHUNK: usize = 10_000;
 
 /// Held (per transaction) by every writer of the `logs` table.
@@ -26,14 +29,14 @@ pub const ADVISORY_LOCK_KEY: i64 = 0x6175_746f_6c6f_6773; // "autologs"
 /// Notified with the newest id after every commit.
 pub const CHANNEL: &str = "autonoma_logs";
 
-const INSERT: &str = "\
-WITH inserted AS (
-    INSERT INTO logs (ts, received_at, level, service, message, trace_id, correlation_id, task_id, fields)
-    SELECT * FROM UNNEST($1::timestamptz[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::uuid[], $9::jsonb[])
-    RETURNING id
-)
-SELECT max(id) FROM inserted";
+/// Binary `COPY` costs the database about half of what a multi-row `INSERT` of the same rows
+/// does (it batches heap and index writes), and ingestion is bound by the database.
+pub const COPY: &str = "COPY logs (ts, received_at, level, service, message, trace_id, correlation_id, \
+                    task_id, fields) FROM STDIN (FORMAT binary)";
+
+/// The id of the last copied row is the session's last value of the table's id sequence.
+const NOTIFY_NEWEST: &str =
+    "SELECT pg_notify($1, currval(pg_get_serial_sequence('logs', 'id'))::text)";
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -216,38 +219,74 @@ enum Failure {
     GaveUp(sqlx::Error),
 }
 
-/// One transaction: the writers' lock, the insert, the notification of the newest id.
-async fn insert(pool: &PgPool, records: &[&Record]) -> Result<(), sqlx::Error> {
+/// One transaction: the writers' lock, the copy, the notification of the newest id.
+pub async fn insert(pool: &PgPool, records: &[&Record]) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows = copy_rows(records.iter().copied()).map_err(sqlx::Error::Encode)?;
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADVISORY_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
-    let newest: Option<i64> = sqlx::query_scalar(INSERT)
-        .bind(records.iter().map(|r| r.ts).bind_iter())
-        .bind(records.iter().map(|r| r.received_at).bind_iter())
-        .bind(records.iter().map(|r| r.level.as_str()).bind_iter())
-        .bind(records.iter().map(|r| r.service.as_str()).bind_iter())
-        .bind(records.iter().map(|r| r.message.as_str()).bind_iter())
-        .bind(records.iter().map(|r| r.trace_id.as_deref()).bind_iter())
-        .bind(
-            records
-                .iter()
-                .map(|r| r.correlation_id.as_deref())
-                .bind_iter(),
-        )
-        .bind(records.iter().map(|r| r.task_id).bind_iter())
-        .bind(records.iter().map(|r| &r.fields).bind_iter())
-        .fetch_one(&mut *tx)
+    let mut copy = tx.copy_in_raw(COPY).await?;
+    copy.send(COPY_HEADER).await?;
+    copy.send(rows).await?;
+    copy.send(COPY_TRAILER).await?;
+    copy.finish().await?;
+    sqlx::query(NOTIFY_NEWEST)
+        .bind(CHANNEL)
+        .execute(&mut *tx)
         .await?;
-    if let Some(newest) = newest {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(newest.to_string())
-            .execute(&mut *tx)
-            .await?;
-    }
     tx.commit().await
+}
+
+/// Starts `COPY … (FORMAT binary)` data: signature, flags, header extension length.
+pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Ends `COPY … (FORMAT binary)` data.
+pub const COPY_TRAILER: &[u8] = b"\xff\xff";
+
+/// `records` as rows of `COPY … (FORMAT binary)` data (no header or trailer). Each value is
+/// encoded by sqlx's own encoder, exactly as when it is bound to a statement.
+pub fn copy_rows<'r>(
+    records: impl IntoIterator<Item = &'r Record>,
+) -> Result<Vec<u8>, BoxDynError> {
+    let mut out = PgArgumentBuffer::default();
+    for record in records {
+        out.extend_from_slice(&COLUMN_COUNT.to_be_bytes());
+        field(&mut out, &record.ts)?;
+        field(&mut out, &record.received_at)?;
+        field(&mut out, &record.level.as_str())?;
+        field(&mut out, &record.service)?;
+        field(&mut out, &record.message)?;
+        field(&mut out, &record.trace_id)?;
+        field(&mut out, &record.correlation_id)?;
+        field(&mut out, &record.task_id)?;
+        // A `serde_json::Value` is encoded as jsonb: a format version, then the text.
+        field(&mut out, &record.fields)?;
+    }
+    Ok(std::mem::take(&mut *out))
+}
+
+/// The columns `COPY` names, in order.
+const COLUMN_COUNT: i16 = 9;
+
+/// One value: its length (-1 for NULL), then its binary form.
+fn field<'q, T: Encode<'q, Postgres>>(
+    out: &mut PgArgumentBuffer,
+    value: &T,
+) -> Result<(), BoxDynError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match value.encode_by_ref(out)? {
+        IsNull::Yes => out[start..start + 4].copy_from_slice(&(-1i32).to_be_bytes()),
+        IsNull::No => {
+            let length = i32::try_from(out.len() - start - 4)?;
+            out[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        }
+    }
+    Ok(())
 }
 
 /// Data exceptions (22xxx) and constraint violations (23xxx) are about the records, not the
