@@ -7,6 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -733,6 +734,7 @@ impl Checkpoints {
     }
 
     async fn take_locked(&self, message: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.unstage_special_files().await?;
         self.run(&["add", "--all"], &[]).await?;
         let tree = self.run(&["write-tree"], &[]).await?.trim().to_owned();
         let head = self.head().await?;
@@ -762,6 +764,52 @@ impl Checkpoints {
             message: message.to_owned(),
             created_at: now,
         }))
+    }
+
+    /// A checkpoint holds files and links. `git add --all` stops on a tracked path that has
+    /// since become a FIFO, socket or device ("can only add regular files, symbolic links
+    /// or git-directories"), so such paths leave the index first; untracked ones it skips.
+    async fn unstage_special_files(&self) -> Result<(), CheckpointError> {
+        let tracked = self.output(&["ls-files", "-z"], &[]).await?;
+        if !tracked.status.success() {
+            finish("git ls-files -z", tracked)?;
+            return Ok(());
+        }
+        let work_tree = self.work_tree.clone();
+        let special = tokio::task::spawn_blocking(move || {
+            let mut special = Vec::new();
+            for path in tracked.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()) {
+                let on_disk = work_tree.join(OsStr::from_bytes(path));
+                let is_special = std::fs::symlink_metadata(&on_disk).is_ok_and(|meta| {
+                    let kind = meta.file_type();
+                    !(kind.is_file() || kind.is_dir() || kind.is_symlink())
+                });
+                if is_special {
+                    special.extend_from_slice(path);
+                    special.push(0);
+                }
+            }
+            special
+        })
+        .await
+        .map_err(io::Error::other)?;
+        if special.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = self.command(true);
+        cmd.env("GIT_LITERAL_PATHSPECS", "1").args([
+            "rm",
+            "--cached",
+            "--quiet",
+            "--ignore-unmatch",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+        ]);
+        finish(
+            "git rm --cached (special files)",
+            run_with_input(cmd, special).await?,
+        )?;
+        Ok(())
     }
 
     async fn head(&self) -> Result<Option<String>, CheckpointError> {
@@ -872,6 +920,21 @@ impl Checkpoints {
 
 async fn run_with_timeout(mut cmd: Command) -> Result<Output, CheckpointError> {
     match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+        Ok(out) => Ok(out?),
+        Err(_) => Err(CheckpointError::Timeout),
+    }
+}
+
+async fn run_with_input(mut cmd: Command, input: Vec<u8>) -> Result<Output, CheckpointError> {
+    cmd.stdin(Stdio::piped());
+    let run = async {
+        let mut child = cmd.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, &input).await?;
+        }
+        child.wait_with_output().await
+    };
+    match tokio::time::timeout(GIT_TIMEOUT, run).await {
         Ok(out) => Ok(out?),
         Err(_) => Err(CheckpointError::Timeout),
     }
@@ -1661,6 +1724,27 @@ mod tests {
         assert!(f.cps.list(0).await.expect("list").is_empty());
         let age = OffsetDateTime::now_utc() - first.created_at;
         assert!(age.whole_seconds().abs() < 60, "{age}");
+    }
+
+    #[tokio::test]
+    async fn a_tracked_file_that_became_a_fifo_leaves_the_checkpoint() {
+        let f = fixture(None);
+        f.ws.write("pipe", b"was a file").expect("write");
+        f.ws.write("odd [name]*", b"kept").expect("write");
+        f.cps.take("files").await.expect("take").expect("changed");
+        let pipe = f.ws.root().join("pipe");
+        std::fs::remove_file(&pipe).expect("remove");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &pipe, Mode::from_raw_mode(0o644)).expect("mkfifo");
+        let taken = f
+            .cps
+            .take("fifo")
+            .await
+            .expect("a FIFO does not fail the checkpoint");
+        assert!(taken.is_some(), "the file's removal is a change");
+        let tracked = f.cps.run(&["ls-files"], &[]).await.expect("ls-files");
+        assert_eq!(tracked.lines().collect::<Vec<_>>(), ["odd [name]*"]);
+        // Still a FIFO, and still nothing to add once it is out of the index.
+        assert!(f.cps.take("again").await.expect("take").is_none());
     }
 
     #[tokio::test]
