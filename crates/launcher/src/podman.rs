@@ -87,6 +87,9 @@ impl Podman {
         command
             .args(["system", "service", "--time=0", &docker_host])
             .envs(config_env(&dir))
+            // conmon writes an `oom` marker into its working directory when a container is
+            // OOM-killed: keep that out of the checkout.
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("sharing podman's service.log")?)
             .stderr(log)
@@ -156,7 +159,10 @@ impl Podman {
 /// A `podman` command that uses the configuration in `dir`.
 fn podman(bin: &Path, dir: &Path) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(bin);
-    command.envs(config_env(dir)).stdin(Stdio::null());
+    command
+        .envs(config_env(dir))
+        .current_dir(dir)
+        .stdin(Stdio::null());
     command
 }
 
