@@ -24,6 +24,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
+use axum::serve::ListenerExt as _;
 use axum::{Extension, Router};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -266,8 +267,15 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let token = self.shutdown.clone();
         let grace = self.grace;
+        // Streamed responses (SSE, WebSocket frames, long polls) write small pieces one after
+        // another: without TCP_NODELAY each can wait ~40 ms for the client's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set on a connection");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

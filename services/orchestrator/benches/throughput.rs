@@ -266,6 +266,10 @@ async fn start_noop_agent() -> anyhow::Result<(String, mpsc::UnboundedReceiver<I
         .with_state(called);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
+    // As the services' own servers do.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok((url, calls))
 }

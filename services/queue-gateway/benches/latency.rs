@@ -202,7 +202,9 @@ async fn queue_to_browser(
             .await?;
         let body: Value = poll.await??.json().await?;
         let at = Instant::now();
-        after = body["next"].as_i64().context("next")?;
+        after = body["next"]
+            .as_i64()
+            .with_context(|| format!("no next in the poll's answer {body}"))?;
         if after != round as i64 {
             bail!("expected seq {round}, got {after}");
         }
@@ -495,6 +497,9 @@ async fn main() -> Result<()> {
             ("BASIC_AUTH_PASS", PASS.to_owned()),
             ("DATABASE_URL", database.to_owned()),
             ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
+            // Every simulated browser comes from 127.0.0.1: one client address to the limiter.
+            ("RATE_LIMIT_PER_SECOND", "1000000".to_owned()),
+            ("RATE_LIMIT_BURST", "1000000".to_owned()),
             ("BLOB_DIR", blobs.path().display().to_string()),
             ("LOG_LEVEL", "warn".to_owned()),
         ]
