@@ -526,13 +526,14 @@ async fn copy_batches(
                     }
                     let first = index * per_copy;
                     let last = (first + per_copy).min(batches);
-                    let mut copy = conn.copy_in_raw(&statement).await?;
-                    copy.send(format.header()).await?;
+                    // One message, as the service's writer sends it.
+                    let mut data = format.header().to_vec();
                     for batch in first..last {
-                        copy.send(payloads[batch % payloads.len()].as_slice())
-                            .await?;
+                        data.extend_from_slice(&payloads[batch % payloads.len()]);
                     }
-                    copy.send(format.trailer()).await?;
+                    data.extend_from_slice(format.trailer());
+                    let mut copy = conn.copy_in_raw(&statement).await?;
+                    copy.send(data).await?;
                     let rows = copy.finish().await?;
                     anyhow::ensure!(
                         rows as usize == (last - first) * BATCH,
