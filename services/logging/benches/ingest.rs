@@ -549,30 +549,51 @@ async fn copy_batches(
     Ok(started.elapsed())
 }
 
+/// `batches` request batches written in chunks of the writer's size by `write`, on an emptied
+/// table after a warm-up: the time, and the CPU per line.
+async fn time_chunks<'r, F, Fut>(
+    db: &'r autonoma_testkit::TestDb,
+    records: &'r [Vec<Record>],
+    batches: usize,
+    write: F,
+) -> anyhow::Result<(Duration, String)>
+where
+    F: Fn(Vec<&'r Record>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let per_chunk = logging::writer::WRITE_CHUNK / BATCH;
+    let run = |count: usize| {
+        let write = &write;
+        async move {
+            for first in (0..count).step_by(per_chunk) {
+                let chunk: Vec<&Record> = (first..(first + per_chunk).min(count))
+                    .flat_map(|batch| &records[batch % records.len()])
+                    .collect();
+                write(chunk).await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    sqlx::query("TRUNCATE logs").execute(&db.pool).await?;
+    run(WARMUP_BATCHES).await?;
+    let cpu = Cpu::now(db).await?;
+    let started = Instant::now();
+    run(batches).await?;
+    let time = started.elapsed();
+    Ok((time, Cpu::now(db).await?.per_line(cpu, batches * BATCH)))
+}
+
 /// The service's own write transaction (writers' lock, copy, notification) on the same
-/// records in chunks of the writer's size, with no HTTP in front: where the service's time goes.
+/// records, with no HTTP in front: where the service's time goes.
 async fn write_directly(
     db: &autonoma_testkit::TestDb,
     records: &[Vec<Record>],
     batches: usize,
 ) -> anyhow::Result<(Duration, String)> {
-    let per_chunk = logging::writer::WRITE_CHUNK / BATCH;
-    let write = |count: usize| async move {
-        for first in (0..count).step_by(per_chunk) {
-            let chunk: Vec<&Record> = (first..(first + per_chunk).min(count))
-                .flat_map(|batch| &records[batch % records.len()])
-                .collect();
-            logging::writer::insert(&db.pool, &chunk).await?;
-        }
-        anyhow::Ok(())
-    };
-    sqlx::query("TRUNCATE logs").execute(&db.pool).await?;
-    write(WARMUP_BATCHES).await?;
-    let cpu = Cpu::now(db).await?;
-    let started = Instant::now();
-    write(batches).await?;
-    let time = started.elapsed();
-    Ok((time, Cpu::now(db).await?.per_line(cpu, batches * BATCH)))
+    time_chunks(db, records, batches, |chunk| async move {
+        Ok(logging::writer::insert(&db.pool, &chunk).await?)
+    })
+    .await
 }
 
 /// The same chunks as [`write_directly`] with one multi-row `INSERT … SELECT FROM UNNEST`
@@ -583,47 +604,33 @@ async fn insert_unnest(
     batches: usize,
 ) -> anyhow::Result<(Duration, String)> {
     use sqlx::postgres::PgBindIterExt;
-    let per_chunk = logging::writer::WRITE_CHUNK / BATCH;
     let insert = format!(
         "INSERT INTO logs ({COLUMNS})
          SELECT * FROM UNNEST($1::timestamptz[], $2::timestamptz[], $3::text[], $4::text[],
                               $5::text[], $6::text[], $7::text[], $8::uuid[], $9::jsonb[])"
     );
-    let write = |count: usize| {
-        let insert = insert.as_str();
-        async move {
-            for first in (0..count).step_by(per_chunk) {
-                let chunk: Vec<&Record> = (first..(first + per_chunk).min(count))
-                    .flat_map(|batch| &records[batch % records.len()])
-                    .collect();
-                sqlx::query(sqlx::AssertSqlSafe(insert))
-                    .bind(chunk.iter().map(|r| r.ts).bind_iter())
-                    .bind(chunk.iter().map(|r| r.received_at).bind_iter())
-                    .bind(chunk.iter().map(|r| r.level.as_str()).bind_iter())
-                    .bind(chunk.iter().map(|r| r.service.as_str()).bind_iter())
-                    .bind(chunk.iter().map(|r| r.message.as_str()).bind_iter())
-                    .bind(chunk.iter().map(|r| r.trace_id.as_deref()).bind_iter())
-                    .bind(
-                        chunk
-                            .iter()
-                            .map(|r| r.correlation_id.as_deref())
-                            .bind_iter(),
-                    )
-                    .bind(chunk.iter().map(|r| r.task_id).bind_iter())
-                    .bind(chunk.iter().map(|r| &r.fields).bind_iter())
-                    .execute(&db.pool)
-                    .await?;
-            }
-            anyhow::Ok(())
-        }
-    };
-    sqlx::query("TRUNCATE logs").execute(&db.pool).await?;
-    write(WARMUP_BATCHES).await?;
-    let cpu = Cpu::now(db).await?;
-    let started = Instant::now();
-    write(batches).await?;
-    let time = started.elapsed();
-    Ok((time, Cpu::now(db).await?.per_line(cpu, batches * BATCH)))
+    let insert = insert.as_str();
+    time_chunks(db, records, batches, |chunk| async move {
+        sqlx::query(sqlx::AssertSqlSafe(insert))
+            .bind(chunk.iter().map(|r| r.ts).bind_iter())
+            .bind(chunk.iter().map(|r| r.received_at).bind_iter())
+            .bind(chunk.iter().map(|r| r.level.as_str()).bind_iter())
+            .bind(chunk.iter().map(|r| r.service.as_str()).bind_iter())
+            .bind(chunk.iter().map(|r| r.message.as_str()).bind_iter())
+            .bind(chunk.iter().map(|r| r.trace_id.as_deref()).bind_iter())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|r| r.correlation_id.as_deref())
+                    .bind_iter(),
+            )
+            .bind(chunk.iter().map(|r| r.task_id).bind_iter())
+            .bind(chunk.iter().map(|r| &r.fields).bind_iter())
+            .execute(&db.pool)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// A way to copy the rows in: format, request batches per statement, connections.
