@@ -157,15 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if let Some(cluster) = cluster {
-        cluster.stop()?;
-    }
-    if let Some(moto) = moto {
-        moto.stop().await;
-    }
-    if let Some(podman) = podman {
-        podman.stop().await;
-    }
+    crate::testrun::stop_backing(cluster, moto, podman).await?;
 
     println!();
     for (name, took, ok) in &timings {

@@ -114,15 +114,7 @@ pub async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if let Some(cluster) = cluster {
-        cluster.stop()?;
-    }
-    if let Some(moto) = moto {
-        moto.stop().await;
-    }
-    if let Some(podman) = podman {
-        podman.stop().await;
-    }
+    stop_backing(cluster, moto, podman).await?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -298,6 +290,24 @@ pub(crate) fn throwaway_postgres(scratch: &Path) -> anyhow::Result<Option<Cluste
     options.ephemeral = true;
     options.stop_with_parent = true;
     Ok(Some(Cluster::start(&bins, options)?))
+}
+
+/// Stops what [`throwaway_postgres`], [`Moto::start`] and Podman started for a run.
+pub(crate) async fn stop_backing(
+    cluster: Option<Cluster>,
+    moto: Option<Moto>,
+    podman: Option<Podman>,
+) -> anyhow::Result<()> {
+    if let Some(moto) = moto {
+        moto.stop().await;
+    }
+    if let Some(podman) = podman {
+        podman.stop().await;
+    }
+    if let Some(cluster) = cluster {
+        cluster.stop()?;
+    }
+    Ok(())
 }
 
 pub(crate) struct Moto {
