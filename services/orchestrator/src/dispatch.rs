@@ -307,10 +307,14 @@ impl Dispatcher {
     /// Time until the next queued task is due or the next lease expires (capped).
     async fn until_next_due(&self) -> Result<Duration, sqlx::Error> {
         let seconds: Option<f64> = sqlx::query_scalar(
+            // Each side reads its partial index in order (tasks_next_due, tasks_leased).
             "SELECT extract(epoch FROM least(
-                 (SELECT min(run_at) FROM tasks t WHERE status = 'queued'
-                    AND EXISTS (SELECT 1 FROM agent_kinds k WHERE k.kind = t.kind)),
-                 (SELECT min(lease_expires_at) FROM tasks WHERE status = 'running')) - now())::float8",
+                 (SELECT run_at FROM tasks t WHERE status = 'queued'
+                    AND EXISTS (SELECT 1 FROM agent_kinds k WHERE k.kind = t.kind)
+                  ORDER BY run_at LIMIT 1),
+                 (SELECT lease_expires_at FROM tasks
+                  WHERE lease_owner IS NOT NULL AND status = 'running'
+                  ORDER BY lease_expires_at LIMIT 1)) - now())::float8",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -328,7 +332,8 @@ impl Dispatcher {
     async fn recover_expired(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'running' AND lease_expires_at < now()
+            "SELECT {TASK_COLUMNS} FROM tasks
+             WHERE lease_owner IS NOT NULL AND status = 'running' AND lease_expires_at < now()
              ORDER BY lease_expires_at LIMIT $1 FOR UPDATE SKIP LOCKED"
         );
         let expired = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
