@@ -579,9 +579,11 @@ pub fn load<T: DeserializeOwned>(service: &str) -> Result<Loaded<T>, ConfigError
     evaluate(Spec::for_service(service)?, &process_env()?)
 }
 
-/// `.env` (if present) under the process environment.
+/// `.env` (if present) under the process environment. Only the working directory's `.env` is
+/// read: `dotenvy::dotenv` would also search every parent directory, so a service started
+/// below some unrelated `.env` (a checkout's, `/tmp/.env`) would quietly take its values.
 pub(crate) fn process_env() -> Result<HashMap<String, String>, ConfigError> {
-    match dotenvy::dotenv() {
+    match dotenvy::from_path(".env") {
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         Err(e) => return Err(ConfigError::EnvFile(e.to_string())),
