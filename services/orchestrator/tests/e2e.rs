@@ -9,15 +9,18 @@ use autonoma_common::auth::encode_basic;
 use autonoma_protocol::{Page, TaskOut, TaskStatus};
 use autonoma_testkit::{ServiceProcess, TestDb, free_port, test_db, workspace_binary};
 use futures::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use sha2::Sha256;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use uuid::Uuid;
 
 const KEY: &str = "e2e-internal-key-0123456789";
 const USER: &str = "operator";
 const PASS: &str = "correct-horse-battery";
 const ORIGIN: &str = "http://localhost:5173";
+const HOOK_SECRET: &str = "an-e2e-webhook-secret-of-some-length";
 
 fn common_env() -> Vec<(&'static str, String)> {
     vec![
@@ -347,10 +350,16 @@ async fn two_hundred_echo_tasks_succeed_stream_live_and_are_logged() {
     sse_reader.abort();
 }
 
-#[tokio::test]
-async fn retries_failures_and_timeouts_with_the_real_agent() {
-    let stack = Stack::start(1, &[], &[]).await;
+/// Whether an attempt's error says it ran out of time: the agent's own deadline, the
+/// dispatcher's HTTP timeout, or the lease that recovers an attempt nobody reported on.
+fn is_timeout(error: &Value) -> bool {
+    let text = error.to_string();
+    text.contains("timed out") || text.contains("timeout") || text.contains("lease expired")
+}
 
+/// Fail-first-2 succeeds on attempt 3, fail-always ends failed after maxAttempts, and a hang is
+/// timed out and retried, each with the events to prove it, whatever the agent's transport.
+async fn assert_retries_failures_and_timeouts(stack: &Stack) {
     let flaky = stack
         .create(json!({"kind": "echo", "payload": {"failTimes": 2}, "maxAttempts": 3}))
         .await;
@@ -362,7 +371,7 @@ async fn retries_failures_and_timeouts_with_the_real_agent() {
         .await;
 
     let flaky = stack.wait_final(flaky.id, Duration::from_secs(30)).await;
-    assert_eq!(flaky.status, TaskStatus::Succeeded);
+    assert_eq!(flaky.status, TaskStatus::Succeeded, "{flaky:?}");
     assert_eq!(flaky.attempts, 3);
     assert_eq!(
         flaky.result.as_ref().map(|r| r["attempt"].clone()),
@@ -382,7 +391,7 @@ async fn retries_failures_and_timeouts_with_the_real_agent() {
     );
 
     let always = stack.wait_final(always.id, Duration::from_secs(30)).await;
-    assert_eq!(always.status, TaskStatus::Failed);
+    assert_eq!(always.status, TaskStatus::Failed, "{always:?}");
     assert_eq!(always.attempts, 2);
     assert!(always.error.is_some());
     assert_eq!(
@@ -397,13 +406,34 @@ async fn retries_failures_and_timeouts_with_the_real_agent() {
     );
 
     let hang = stack.wait_final(hang.id, Duration::from_secs(60)).await;
-    assert_eq!(hang.status, TaskStatus::Failed);
+    assert_eq!(hang.status, TaskStatus::Failed, "{hang:?}");
     assert_eq!(hang.attempts, 2, "the timed-out attempt was retried");
-    let text = hang.error.map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        text.contains("timed out") || text.contains("timeout"),
-        "{text}"
+    let error = hang.error.clone().unwrap_or_default();
+    assert!(is_timeout(&error), "{error}");
+    let events: Vec<Value> = stack.get(&format!("/task/{}/events", hang.id)).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(types.len(), 5, "{types:?}");
+    assert_eq!(
+        [types[0], types[1], types[3], types[4]],
+        ["created", "dispatched", "dispatched", "failed"],
+        "{types:?}"
     );
+    // The first attempt ended by running out of time (and only then was the second sent).
+    assert!(
+        ["timed_out", "attempt_failed", "lease_expired"].contains(&types[2]),
+        "{types:?}"
+    );
+    assert_eq!(events[2]["changes"]["attempt"], 1, "{}", events[2]);
+    assert!(is_timeout(&events[2]["changes"]["error"]), "{}", events[2]);
+}
+
+#[tokio::test]
+async fn retries_failures_and_timeouts_with_the_real_agent() {
+    let stack = Stack::start(1, &[], &[]).await;
+    assert_retries_failures_and_timeouts(&stack).await;
 }
 
 #[tokio::test]
@@ -439,9 +469,11 @@ async fn killing_the_agent_mid_task_is_recovered() {
 
 #[tokio::test]
 async fn two_replicas_never_run_an_attempt_twice() {
-    let stack = Stack::start(2, &[], &[]).await;
-    let tasks: Vec<TaskOut> = futures::stream::iter(0..100)
-        .map(|i| stack.create(json!({"kind": "echo", "payload": {"i": i}})))
+    // Each replica holds at most 4 attempts at once and each attempt takes a while, so one
+    // replica cannot take all the work: both must dispatch, and never the same attempt.
+    let stack = Stack::start(2, &[], &[("DISPATCH_CONCURRENCY", "4".into())]).await;
+    let tasks: Vec<TaskOut> = futures::stream::iter(0..80)
+        .map(|i| stack.create(json!({"kind": "echo", "payload": {"i": i, "delayMs": 100}})))
         .buffer_unordered(10)
         .collect()
         .await;
@@ -458,17 +490,37 @@ async fn two_replicas_never_run_an_attempt_twice() {
     .await
     .expect("query");
     assert_eq!(duplicates, 0);
-    let replicas: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT actor) FROM task_events WHERE event_type = 'dispatched'",
+    // Each dispatch names its replica as `dispatcher:<pid>-<nonce>`: both processes took work.
+    let dispatchers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT actor, count(*) FROM task_events WHERE event_type = 'dispatched' GROUP BY actor",
     )
-    .fetch_one(&stack.db.pool)
+    .fetch_all(&stack.db.pool)
     .await
     .expect("query");
-    assert!(replicas >= 1);
+    assert_eq!(
+        dispatchers.iter().map(|(_, n)| n).sum::<i64>(),
+        80,
+        "one dispatch per task: {dispatchers:?}"
+    );
+    let pids: HashSet<u32> = dispatchers
+        .iter()
+        .filter_map(|(actor, _)| {
+            actor
+                .strip_prefix("dispatcher:")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let replicas: HashSet<u32> = stack.orchestrators.iter().map(|o| o.pid()).collect();
+    assert_eq!(dispatchers.len(), 2, "{dispatchers:?}");
+    assert_eq!(pids, replicas, "both replicas dispatched: {dispatchers:?}");
 }
 
-#[tokio::test]
-async fn the_same_tasks_pass_over_sqs_and_a_killed_agent_is_recovered_through_the_lease() {
+/// A stack whose echo-agent consumes a fresh queue of its own on moto, the orchestrator
+/// sending its attempts there.
+async fn start_over_sqs() -> Stack {
     let endpoint = autonoma_testkit::sqs_endpoint();
     let queue = format!("echo-{}", Uuid::new_v4().simple());
     let aws = [
@@ -482,10 +534,16 @@ async fn the_same_tasks_pass_over_sqs_and_a_killed_agent_is_recovered_through_th
         ("AGENT_TRANSPORT", "sqs".to_owned()),
         ("AGENT_QUEUE_NAME", queue),
     ]);
-    let mut stack = Stack::start(1, &agent_env, &aws).await;
-
+    let stack = Stack::start(1, &agent_env, &aws).await;
     let agents: Value = stack.get("/agents").await;
     assert_eq!(agents[0]["transport"], "sqs", "{agents}");
+    stack
+}
+
+#[tokio::test]
+async fn the_same_tasks_pass_over_sqs_and_a_killed_agent_is_recovered_through_the_lease() {
+    let mut stack = start_over_sqs().await;
+
     let plain: Vec<TaskOut> = futures::stream::iter(0..20)
         .map(|i| stack.create(json!({"kind": "echo", "payload": {"i": i}})))
         .buffer_unordered(5)
@@ -543,6 +601,12 @@ async fn the_same_tasks_pass_over_sqs_and_a_killed_agent_is_recovered_through_th
     let done = stack.wait_final(task.id, Duration::from_secs(90)).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{done:?}");
     assert!(done.attempts >= 2);
+}
+
+#[tokio::test]
+async fn retries_failures_and_timeouts_over_sqs() {
+    let stack = start_over_sqs().await;
+    assert_retries_failures_and_timeouts(&stack).await;
 }
 
 #[tokio::test]
@@ -608,4 +672,243 @@ async fn websocket_clients_receive_the_logs_of_the_traces_they_follow() {
             _ => {}
         }
     }
+}
+
+/// A problem response: its status, its content type, and the problem JSON.
+async fn problem_of(response: reqwest::Response) -> (u16, String, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let problem = response.json().await.unwrap_or(Value::Null);
+    (status, content_type, problem)
+}
+
+fn fields_of(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The status and problem JSON of a refused WebSocket upgrade.
+async fn ws_refusal(stack: &Stack, query: &str, origin: &str) -> (u16, Value) {
+    let url = format!(
+        "{}/ws?{query}",
+        stack.orchestrator().base_url().replace("http://", "ws://")
+    );
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("header"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => panic!("the upgrade with {query:?} from {origin} was accepted"),
+        Err(WsError::Http(response)) => {
+            let problem = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .unwrap_or(Value::Null);
+            (response.status().as_u16(), problem)
+        }
+        Err(error) => panic!("the upgrade failed without an HTTP answer: {error}"),
+    }
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn the_binary_refuses_conflicts_bad_payloads_bad_signatures_and_foreign_websockets() {
+    let stack = Stack::start(
+        1,
+        &[],
+        &[
+            ("WEBHOOK_SECRETS", format!("github:{HOOK_SECRET}")),
+            ("WEBHOOK_ROUTES", "github/push=echo".into()),
+        ],
+    )
+    .await;
+    let pool = &stack.db.pool;
+    let count_tasks = || async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tasks")
+            .fetch_one(pool)
+            .await
+            .expect("count")
+    };
+    let patch = |id: Uuid, body: Value| {
+        stack
+            .http
+            .patch(stack.orchestrator().url(&format!("/task/{id}")))
+            .basic_auth(USER, Some(PASS))
+            .json(&body)
+            .send()
+    };
+
+    // A payload that breaks the schema echo-agent registered: 422 naming each field.
+    let response = stack
+        .http
+        .post(stack.orchestrator().url("/task"))
+        .basic_auth(USER, Some(PASS))
+        .json(&json!({"kind": "echo", "payload": {"message": 42, "delayMs": "soon"}}))
+        .send()
+        .await
+        .expect("request");
+    let (status, content_type, problem) = problem_of(response).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:autonoma:problem:validation-failed");
+    let mut fields = fields_of(&problem);
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["/payload/delayMs", "/payload/message"],
+        "{problem}"
+    );
+    assert_eq!(count_tasks().await, 0, "an invalid task creates nothing");
+
+    // The same idempotency key returns the first task, whatever the second body says. Due far
+    // in the future, so the dispatcher leaves it (and its version) alone.
+    let key = format!("e2e-{}", Uuid::new_v4().simple());
+    let first = stack
+        .create(
+            json!({"kind": "echo", "payload": {"message": "first"}, "idempotencyKey": key,
+                       "runAt": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!((first.status, first.version), (TaskStatus::Queued, 1));
+    let again = stack
+        .http
+        .post(stack.orchestrator().url("/task"))
+        .basic_auth(USER, Some(PASS))
+        .json(&json!({"kind": "echo", "payload": {"message": "second"}, "idempotencyKey": key}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(again.status(), 200, "the key is reused, nothing is created");
+    assert_eq!(
+        again.headers()["location"],
+        format!("/task/{}", first.id).as_str()
+    );
+    let again: TaskOut = again.json().await.expect("task");
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.payload, json!({"message": "first"}));
+    assert_eq!(count_tasks().await, 1);
+
+    // A change based on a version that is no longer current: 409 with the current version.
+    let patched = patch(first.id, json!({"ifVersion": 1, "priority": 5}))
+        .await
+        .expect("request");
+    assert_eq!(patched.status(), 200);
+    assert_eq!(patched.json::<TaskOut>().await.expect("task").version, 2);
+    let (status, content_type, problem) = problem_of(
+        patch(first.id, json!({"ifVersion": 1, "priority": 7}))
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:autonoma:problem:version-conflict");
+    assert_eq!(problem["currentVersion"], 2, "{problem}");
+
+    // A transition the table does not allow, at the current version: 409 naming it.
+    let (status, content_type, problem) = problem_of(
+        patch(first.id, json!({"ifVersion": 2, "status": "succeeded"}))
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:autonoma:problem:illegal-transition");
+    assert_eq!(problem["transition"], "queued -> succeeded", "{problem}");
+    let task: TaskOut = stack.get(&format!("/task/{}", first.id)).await;
+    assert_eq!(
+        (task.status, task.version, task.priority),
+        (TaskStatus::Queued, 2, 5),
+        "the refused changes left the task alone"
+    );
+    assert_eq!(stack.event_types(first.id).await, ["created", "patched"]);
+
+    // A webhook with a missing or forged signature: 401, and no task.
+    let body = serde_json::to_vec(&json!({"ref": "refs/heads/main"})).expect("json");
+    let hook = |signature: Option<String>| {
+        let mut request = stack
+            .http
+            .post(stack.orchestrator().url("/hooks/github"))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", "e2e-delivery-1")
+            .header("x-github-event", "push")
+            .body(body.clone());
+        if let Some(signature) = signature {
+            request = request.header("x-hub-signature-256", signature);
+        }
+        request.send()
+    };
+    for (signature, reason) in [
+        (None, "missing"),
+        (Some(sign(b"another body")), "does not match"),
+    ] {
+        let (status, content_type, problem) =
+            problem_of(hook(signature).await.expect("request")).await;
+        assert_eq!(status, 401, "{problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["type"], "urn:autonoma:problem:bad-signature");
+        assert_eq!(problem["errors"][0]["field"], "x-hub-signature-256");
+        assert_eq!(problem["errors"][0]["message"], reason);
+    }
+    assert_eq!(count_tasks().await, 1, "a bad signature creates nothing");
+    // The same delivery, signed: accepted, so the refusals were the signature's doing.
+    let accepted = hook(Some(sign(&body))).await.expect("request");
+    assert_eq!(accepted.status(), 202);
+    assert_eq!(count_tasks().await, 2);
+
+    // WebSockets: no credentials (or wrong ones) 401, a foreign Origin 403.
+    let auth = encode_basic(USER, PASS);
+    let (status, problem) = ws_refusal(&stack, "logs=false", ORIGIN).await;
+    assert_eq!(status, 401, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "urn:autonoma:problem:authentication-required"
+    );
+    assert_eq!(problem["errors"][0]["field"], "authorization", "{problem}");
+    assert_eq!(problem["errors"][0]["message"], "missing", "{problem}");
+    let wrong = encode_basic(USER, "not-the-password");
+    let (status, problem) = ws_refusal(&stack, &format!("auth={wrong}"), ORIGIN).await;
+    assert_eq!(status, 401, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "authorization", "{problem}");
+    assert_eq!(
+        problem["errors"][0]["message"], "credentials not accepted",
+        "{problem}"
+    );
+    let (status, problem) =
+        ws_refusal(&stack, &format!("auth={auth}"), "https://evil.example").await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["type"], "urn:autonoma:problem:origin-not-allowed");
+    assert_eq!(problem["errors"][0]["field"], "origin", "{problem}");
+    // The same upgrade with credentials from an allowed Origin is taken.
+    let mut request = format!(
+        "{}/ws?auth={auth}&logs=false",
+        stack.orchestrator().base_url().replace("http://", "ws://")
+    )
+    .into_client_request()
+    .expect("request");
+    request
+        .headers_mut()
+        .insert("origin", ORIGIN.parse().expect("header"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connects");
+    let hello = socket.next().await.expect("hello").expect("frame");
+    assert!(
+        hello.to_text().expect("text").contains("\"hello\""),
+        "{hello}"
+    );
 }
