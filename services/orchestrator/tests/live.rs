@@ -6,14 +6,18 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use autonoma_common::auth::encode_basic;
+use autonoma_common::config;
 use autonoma_protocol::{TaskOut, TaskStatus};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, KeyInit, Mac};
+use orchestrator::OrchestratorConfig;
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use support::{HOOK_SECRET, ORIGIN, PASS, USER, any_payload, fake_agent, start};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 
 fn ws_url(base: &str, query: &str) -> String {
     format!("{}/ws?{query}", base.replace("http://", "ws://"))
@@ -275,4 +279,285 @@ async fn a_client_that_does_not_keep_up_is_disconnected() {
         close_code.is_none_or(|code| code == 1008),
         "closed with {close_code:?} instead of the too-slow code after {frames} frames"
     );
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Never due: only the test's own changes make frames.
+const NEVER: &str = "2999-01-01T00:00:00Z";
+
+/// A WebSocket on the orchestrator at `base` with `query` as its subscription, and its hello.
+async fn subscribe(base: &str, query: &str) -> (Socket, Value) {
+    let auth = encode_basic(USER, PASS);
+    let mut socket = connect(&ws_url(base, &format!("auth={auth}&{query}")), ORIGIN)
+        .await
+        .expect("connect");
+    let hello = next_frame(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("hello");
+    assert_eq!(hello["type"], "hello", "{hello}");
+    (socket, hello)
+}
+
+/// The next text frame, parsed; `None` if none comes within `within`.
+async fn next_frame(socket: &mut Socket, within: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()?
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(text) = message {
+            return Some(serde_json::from_str(&text).expect("json"));
+        }
+    }
+}
+
+/// Every frame up to and including the first one `last` picks.
+async fn frames_until(socket: &mut Socket, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let Some(frame) = next_frame(socket, Duration::from_secs(15)).await else {
+            panic!("the awaited frame never came; these did: {frames:#?}");
+        };
+        let done = last(&frame);
+        frames.push(frame);
+        if done {
+            return frames;
+        }
+    }
+}
+
+/// Whether `frame` is the frame of `id`'s event at `version`.
+fn is_event(frame: &Value, id: uuid::Uuid, version: i32) -> bool {
+    frame["type"] == "task"
+        && frame["task"]["id"] == id.to_string()
+        && frame["event"]["version"] == version
+}
+
+/// An operator's request to the orchestrator at `base`, which must succeed.
+async fn operator_call(base: &str, method: Method, path: &str, body: Option<Value>) -> TaskOut {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .basic_auth(USER, Some(PASS));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert!(status.is_success(), "{path}: {status} {text}");
+    serde_json::from_str(&text).expect("task")
+}
+
+async fn new_task(base: &str, body: Value) -> TaskOut {
+    operator_call(base, Method::POST, "/task", Some(body)).await
+}
+
+/// A change that only bumps the version (and records the note).
+async fn touch(base: &str, id: uuid::Uuid) -> TaskOut {
+    let current = operator_call(base, Method::GET, &format!("/task/{id}"), None).await;
+    operator_call(
+        base,
+        Method::PATCH,
+        &format!("/task/{id}"),
+        Some(json!({"ifVersion": current.version, "note": "touched"})),
+    )
+    .await
+}
+
+/// Touches `id` through `base` until its frame arrives on `socket` (whose subscription must
+/// let it through). From then on the replica's live feed is listening: a later change cannot
+/// go missing because its listener was still connecting.
+async fn until_live(base: &str, socket: &mut Socket, id: uuid::Uuid) {
+    for _ in 0..20 {
+        let touched = touch(base, id).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Some(frame) = next_frame(
+            socket,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .await
+        {
+            if is_event(&frame, id, touched.version) {
+                return;
+            }
+        }
+    }
+    panic!("no frame of {id} ever arrived: the live feed does not listen");
+}
+
+fn two_kinds() -> Value {
+    json!([{"kind": "echo", "payloadSchema": {"type": "object"}},
+           {"kind": "other", "payloadSchema": {"type": "object"}}])
+}
+
+#[tokio::test]
+async fn websocket_subscriptions_deliver_only_the_tasks_they_select() {
+    let orch = start(&[]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", two_kinds())
+        .await;
+    let base = orch.base.as_str();
+
+    // taskId: the changes of another task, made first, never arrive.
+    let decoy = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    let wanted = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    let (mut socket, hello) = subscribe(base, &format!("taskId={}&logs=false", wanted.id)).await;
+    assert_eq!(hello["subscription"]["taskId"], wanted.id.to_string());
+    until_live(base, &mut socket, wanted.id).await;
+    touch(base, decoy.id).await;
+    operator_call(
+        base,
+        Method::POST,
+        &format!("/task/{}/cancel", decoy.id),
+        None,
+    )
+    .await;
+    let last = touch(base, wanted.id).await;
+    let frames = frames_until(&mut socket, |f| is_event(f, wanted.id, last.version)).await;
+    for frame in &frames {
+        assert_eq!(frame["task"]["id"], wanted.id.to_string(), "{frame}");
+    }
+    drop(socket);
+
+    // correlationId: exactly that one, not a longer one or none.
+    let (mut socket, hello) = subscribe(base, "correlationId=order-7&logs=false").await;
+    assert_eq!(hello["subscription"]["correlationId"], "order-7");
+    let mut decoys = Vec::new();
+    for correlation in [json!("order-8"), json!("order-70"), Value::Null] {
+        let task = new_task(
+            base,
+            json!({"kind": "echo", "payload": {}, "runAt": NEVER, "correlationId": correlation}),
+        )
+        .await;
+        decoys.push(task.id.to_string());
+    }
+    let wanted = new_task(
+        base,
+        json!({"kind": "echo", "payload": {}, "runAt": NEVER, "correlationId": "order-7"}),
+    )
+    .await;
+    let frames = frames_until(&mut socket, |f| is_event(f, wanted.id, 1)).await;
+    for frame in &frames {
+        assert_eq!(frame["type"], "task", "{frame}");
+        assert_eq!(frame["task"]["correlationId"], "order-7", "{frame}");
+        assert!(!decoys.contains(&frame["task"]["id"].as_str().unwrap_or("").to_owned()));
+    }
+    drop(socket);
+
+    // kind, then a subscribe message that replaces it.
+    let (mut socket, _) = subscribe(base, "kind=other&logs=false").await;
+    let echo = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    let other = new_task(
+        base,
+        json!({"kind": "other", "payload": {}, "runAt": NEVER}),
+    )
+    .await;
+    let frames = frames_until(&mut socket, |f| is_event(f, other.id, 1)).await;
+    for frame in &frames {
+        assert_eq!(frame["task"]["kind"], "other", "{frame}");
+        assert_ne!(frame["task"]["id"], echo.id.to_string(), "{frame}");
+    }
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "kind": "echo", "logs": false})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send");
+    let frames = frames_until(&mut socket, |f| f["type"] == "subscribed").await;
+    let (ack, before) = frames.split_last().expect("ack");
+    assert_eq!(ack["subscription"]["kind"], "echo", "{ack}");
+    assert!(before.is_empty(), "nothing changed meanwhile: {before:#?}");
+    let other = new_task(
+        base,
+        json!({"kind": "other", "payload": {}, "runAt": NEVER}),
+    )
+    .await;
+    let echo = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    let frames = frames_until(&mut socket, |f| is_event(f, echo.id, 1)).await;
+    for frame in &frames {
+        assert_eq!(frame["task"]["kind"], "echo", "{frame}");
+        assert_ne!(frame["task"]["id"], other.id.to_string(), "{frame}");
+    }
+}
+
+/// Another orchestrator replica on `db_url`, in this process; cancel the token to stop it.
+async fn replica(db_url: &str) -> (String, CancellationToken) {
+    let loaded =
+        config::load_from::<OrchestratorConfig>("orchestrator", &support::env(db_url, &[]))
+            .expect("valid configuration");
+    let server = orchestrator::build(loaded)
+        .await
+        .expect("orchestrator builds");
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = server.shutdown_token();
+    tokio::spawn(server.run());
+    (base, shutdown)
+}
+
+/// (version, event type) of the frames of `id`.
+fn history(frames: &[Value], id: uuid::Uuid) -> Vec<(i64, String)> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "task" && f["task"]["id"] == id.to_string())
+        .map(|f| {
+            (
+                f["event"]["version"].as_i64().unwrap_or(0),
+                f["event"]["type"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_replica_streams_the_changes_made_through_another() {
+    let orch = start(&[]).await;
+    let (other_base, other_shutdown) = replica(&orch.db.url).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
+        .await;
+    let (a, b) = (orch.base.as_str(), other_base.as_str());
+    let (mut on_a, _) = subscribe(a, "kind=echo&logs=false").await;
+    let (mut on_b, _) = subscribe(b, "kind=echo&logs=false").await;
+    // Each replica's feed is listening, shown through that replica alone.
+    let probe_a = new_task(a, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    until_live(a, &mut on_a, probe_a.id).await;
+    let probe_b = new_task(b, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    until_live(b, &mut on_b, probe_b.id).await;
+
+    // Created and changed through B: a client of A sees every change.
+    let task = new_task(b, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    operator_call(
+        b,
+        Method::PATCH,
+        &format!("/task/{}", task.id),
+        Some(json!({"ifVersion": 1, "priority": 5})),
+    )
+    .await;
+    operator_call(b, Method::POST, &format!("/task/{}/cancel", task.id), None).await;
+    let frames = frames_until(&mut on_a, |f| is_event(f, task.id, 3)).await;
+    assert_eq!(
+        history(&frames, task.id),
+        [
+            (1, "created".to_owned()),
+            (2, "patched".to_owned()),
+            (3, "cancelled".to_owned())
+        ]
+    );
+    let last = frames.last().expect("frame");
+    assert_eq!(last["task"]["status"], "cancelled");
+    assert_eq!(last["task"]["priority"], 5);
+
+    // And the other way round.
+    let task = new_task(a, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    operator_call(a, Method::POST, &format!("/task/{}/cancel", task.id), None).await;
+    let frames = frames_until(&mut on_b, |f| is_event(f, task.id, 2)).await;
+    assert_eq!(
+        history(&frames, task.id),
+        [(1, "created".to_owned()), (2, "cancelled".to_owned())]
+    );
+    other_shutdown.cancel();
 }

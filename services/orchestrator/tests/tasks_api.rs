@@ -3,10 +3,54 @@
 
 mod support;
 
+use std::time::Duration;
+
 use autonoma_protocol::{Page, TaskOut, TaskStatus};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{any_payload, start};
+use support::{Orchestrator, any_payload, fake_agent, start};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+/// Never due: no dispatch changes these tasks while a test looks.
+const NEVER: &str = "2999-01-01T00:00:00Z";
+
+async fn created(orch: &Orchestrator, body: Value) -> TaskOut {
+    let response = orch.create(body).await;
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("task")
+}
+
+async fn cancelled(orch: &Orchestrator, id: Uuid) -> TaskOut {
+    let response = orch
+        .operator(Method::POST, &format!("/task/{id}/cancel"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("task")
+}
+
+/// The ids a query must list, newest first.
+type Expected = Vec<Uuid>;
+/// A `GET /tasks` query and what it must list.
+type Case<'a> = (&'a [(&'a str, &'a str)], Expected);
+
+/// The ids `GET /tasks` lists for `query` (all on one page), newest first.
+async fn listed(orch: &Orchestrator, query: &[(&str, &str)]) -> Vec<Uuid> {
+    let response = orch
+        .operator(Method::GET, "/tasks")
+        .query(&[("limit", "500")])
+        .query(query)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "{query:?}");
+    let page: Page<TaskOut> = response.json().await.expect("page");
+    assert!(page.next_cursor.is_none(), "{query:?}");
+    page.items.into_iter().map(|t| t.id).collect()
+}
 
 #[tokio::test]
 async fn create_validates_against_the_kinds_schema_and_is_idempotent() {
@@ -315,4 +359,214 @@ async fn u0000_is_refused_as_bad_input_not_a_server_error() {
     assert_eq!(response.status(), 400);
     let problem: Value = response.json().await.expect("problem");
     assert_eq!(problem["type"], "urn:autonoma:problem:nul-character");
+}
+
+#[tokio::test]
+async fn lists_filter_by_the_agent_that_took_the_task() {
+    let orch = start(&[]).await;
+    let agent = fake_agent().await;
+    let open = json!({"type": "object"});
+    orch.register(
+        "alpha",
+        &agent.server.base_url,
+        json!([{"kind": "alpha-work", "payloadSchema": open}]),
+    )
+    .await;
+    orch.register(
+        "beta",
+        &agent.server.base_url,
+        json!([{"kind": "beta-work", "payloadSchema": open}]),
+    )
+    .await;
+    let alpha_ok = created(&orch, json!({"kind": "alpha-work", "payload": {}})).await;
+    let alpha_failed = created(
+        &orch,
+        json!({"kind": "alpha-work", "payload": {"mode": "fail"}, "maxAttempts": 1}),
+    )
+    .await;
+    let beta_ok = created(&orch, json!({"kind": "beta-work", "payload": {}})).await;
+    // Of a kind alpha serves, but never dispatched: no agent has taken it.
+    let alpha_waiting = created(
+        &orch,
+        json!({"kind": "alpha-work", "payload": {}, "runAt": NEVER}),
+    )
+    .await;
+    let within = Duration::from_secs(30);
+    let done = orch
+        .wait_for(alpha_ok.id, TaskStatus::Succeeded, within)
+        .await;
+    assert_eq!(done.agent.as_deref(), Some("alpha"));
+    orch.wait_for(alpha_failed.id, TaskStatus::Failed, within)
+        .await;
+    let done = orch
+        .wait_for(beta_ok.id, TaskStatus::Succeeded, within)
+        .await;
+    assert_eq!(done.agent.as_deref(), Some("beta"));
+    assert_eq!(orch.task(alpha_waiting.id).await.agent, None);
+
+    let cases: &[Case] = &[
+        // The agent that took the task, not the one serving its kind.
+        (&[("agent", "alpha")], vec![alpha_failed.id, alpha_ok.id]),
+        (&[("agent", "beta")], vec![beta_ok.id]),
+        (&[("agent", "alph")], vec![]),
+        (&[("agent", "gamma")], vec![]),
+        (
+            &[("kind", "alpha-work")],
+            vec![alpha_waiting.id, alpha_failed.id, alpha_ok.id],
+        ),
+        (
+            &[("agent", "alpha"), ("status", "failed")],
+            vec![alpha_failed.id],
+        ),
+        (
+            &[("agent", "alpha"), ("status", "succeeded,queued")],
+            vec![alpha_ok.id],
+        ),
+        (&[("status", "queued"), ("agent", "alpha")], vec![]),
+        (&[("agent", "beta"), ("status", "failed")], vec![]),
+        (
+            &[("agent", "alpha"), ("kind", "alpha-work")],
+            vec![alpha_failed.id, alpha_ok.id],
+        ),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(&listed(&orch, query).await, expected, "{query:?}");
+    }
+}
+
+#[tokio::test]
+async fn lists_filter_by_trace_id() {
+    let orch = start(&[]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
+        .await;
+    let trace_a = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let trace_b = "0af7651916cd43dd8448eb211c80319c";
+    let traced = |trace: Option<&str>| {
+        let mut request = orch
+            .operator(Method::POST, "/task")
+            .json(&json!({"kind": "echo", "payload": {}, "runAt": NEVER}));
+        if let Some(trace) = trace {
+            request = request.header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"));
+        }
+        async move {
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 201);
+            response.json::<TaskOut>().await.expect("task")
+        }
+    };
+    let first_a = traced(Some(trace_a)).await;
+    let only_b = traced(Some(trace_b)).await;
+    let untraced = traced(None).await;
+    let second_a = traced(Some(trace_a)).await;
+    assert_eq!(first_a.trace_id, trace_a);
+    assert_eq!(second_a.trace_id, trace_a);
+    assert_eq!(only_b.trace_id, trace_b);
+    assert!(![trace_a, trace_b].contains(&untraced.trace_id.as_str()));
+    cancelled(&orch, first_a.id).await;
+
+    let cases: &[Case] = &[
+        (&[("traceId", trace_a)], vec![second_a.id, first_a.id]),
+        (&[("traceId", trace_b)], vec![only_b.id]),
+        // A trace the orchestrator started itself is as good a filter.
+        (
+            &[("traceId", untraced.trace_id.as_str())],
+            vec![untraced.id],
+        ),
+        // The whole id, not a prefix.
+        (&[("traceId", &trace_a[..16])], vec![]),
+        (&[("traceId", "ffffffffffffffffffffffffffffffff")], vec![]),
+        (
+            &[("traceId", trace_a), ("status", "queued")],
+            vec![second_a.id],
+        ),
+        (
+            &[("status", "cancelled"), ("traceId", trace_a)],
+            vec![first_a.id],
+        ),
+        (&[("traceId", trace_b), ("status", "cancelled")], vec![]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(&listed(&orch, query).await, expected, "{query:?}");
+    }
+}
+
+#[tokio::test]
+async fn lists_filter_by_creation_time_since_inclusive_until_exclusive() {
+    let orch = start(&[]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
+        .await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tasks.push(
+            created(
+                &orch,
+                json!({"kind": "echo", "payload": {"i": i}, "runAt": NEVER}),
+            )
+            .await,
+        );
+    }
+    let [first, second, third] = [&tasks[0], &tasks[1], &tasks[2]];
+    assert!(first.created_at < second.created_at && second.created_at < third.created_at);
+    // Changed after the third was created: a filter on anything but the creation time would
+    // move it.
+    let first_cancelled = cancelled(&orch, first.id).await;
+    assert!(first_cancelled.updated_at > third.created_at);
+
+    let at = |t: OffsetDateTime| t.format(&Rfc3339).expect("RFC 3339");
+    let micro = time::Duration::microseconds(1);
+    let (t1, t2, t3) = (first.created_at, second.created_at, third.created_at);
+    let plus_two = time::UtcOffset::from_hms(2, 0, 0).expect("offset");
+    let cases: Vec<(Vec<(&str, String)>, Expected)> = vec![
+        // since is inclusive to the microsecond the API reports.
+        (vec![("since", at(t2))], vec![third.id, second.id]),
+        (vec![("since", at(t2 + micro))], vec![third.id]),
+        (vec![("since", at(t2 - micro))], vec![third.id, second.id]),
+        (vec![("since", at(t3))], vec![third.id]),
+        (vec![("since", at(t3 + micro))], vec![]),
+        // until is exclusive.
+        (vec![("until", at(t2))], vec![first.id]),
+        (vec![("until", at(t2 + micro))], vec![second.id, first.id]),
+        (vec![("until", at(t1))], vec![]),
+        (vec![("since", at(t2)), ("until", at(t2))], vec![]),
+        (
+            vec![("since", at(t2)), ("until", at(t2 + micro))],
+            vec![second.id],
+        ),
+        (
+            vec![("since", at(t1)), ("until", at(t3))],
+            vec![second.id, first.id],
+        ),
+        // The same instant in another offset.
+        (
+            vec![("since", at(t2.to_offset(plus_two)))],
+            vec![third.id, second.id],
+        ),
+        (vec![("until", at(t2.to_offset(plus_two)))], vec![first.id]),
+        // Combined with status.
+        (
+            vec![("status", "queued".into()), ("since", at(t1))],
+            vec![third.id, second.id],
+        ),
+        (
+            vec![("status", "cancelled".into()), ("since", at(t2))],
+            vec![],
+        ),
+        (
+            vec![("until", at(t2)), ("status", "cancelled".into())],
+            vec![first.id],
+        ),
+        (
+            vec![
+                ("status", "queued,cancelled".into()),
+                ("since", at(t1)),
+                ("until", at(t3)),
+            ],
+            vec![second.id, first.id],
+        ),
+    ];
+    for (query, expected) in cases {
+        let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(listed(&orch, &query).await, expected, "{query:?}");
+    }
 }
