@@ -28,13 +28,13 @@
 //! there when needed (npm cache `npm_config_cache`, else `~/.cache/autonoma/npm`); without
 //! Node.js it says so and measures the orchestrator alone.
 //!
-//! Last, WebSocket fan-out: `BENCH_CLIENTS` (1,000) clients, delay from a task event's commit
+//! Last, WebSocket fan-out: `BENCH_CLIENTS` (500) clients, delay from a task event's commit
 //! to each client's frame.
 //!
 //! The database is the test kit's (a throwaway cluster, or the server of `TEST_DATABASE_URL`,
 //! as `cargo autonoma bench` sets it). Run: `cargo bench -p orchestrator --bench throughput`.
 //! Sizes: `BENCH_TASKS` (10000), `BENCH_SAMPLES` (1000), `BENCH_CREATORS` (32),
-//! `BENCH_CLIENTS` (1000), `BENCH_CONCURRENCY` (24), `BENCH_GW_WORKERS` (2).
+//! `BENCH_CLIENTS` (500), `BENCH_CONCURRENCY` (24), `BENCH_GW_WORKERS` (2).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -400,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
     let tasks = size("BENCH_TASKS", 10_000);
     let samples = size("BENCH_SAMPLES", 1000);
     let creators = size("BENCH_CREATORS", 32);
-    let clients = size("BENCH_CLIENTS", 1000);
+    let clients = size("BENCH_CLIENTS", 500);
     let concurrency = size("BENCH_CONCURRENCY", 24);
     let workers = size("BENCH_GW_WORKERS", 2);
     let in_flight = concurrency * workers;
@@ -780,6 +780,18 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "(the no-op agent's start is its handler being called; the HTTP path's is the attempt \
          being claimed; graphile-worker's is its task function being called)"
+    );
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!(
+        "targets: drain through echo-agent over HTTP ≥ 1,000 tasks/s: {:.0} ({}); \
+         enqueue→dispatch p50 ≤ 10 ms: {:.1} ms ({}); fan-out p99 ≤ 50 ms to 500 clients: \
+         {:.1} ms to {clients} ({})",
+        orchestrator_http.drain,
+        verdict(orchestrator_http.drain >= 1000.0),
+        orchestrator_http.latency.p50,
+        verdict(orchestrator_http.latency.p50 <= 10.0),
+        fanout.p99,
+        verdict(fanout.p99 <= 50.0 && clients >= 500),
     );
     println!("bench time {:.0} s", bench_started.elapsed().as_secs_f64());
     Ok(())
