@@ -5,14 +5,15 @@
 //!   for a fixed number of batches (and at most a fixed time); a measurement ends when every
 //!   accepted line is in the table. Prints accepted and written lines per second and the
 //!   latency of `POST /log`.
-//! - The service's write transaction alone, called directly on the same records: how much of
-//!   the gap is the database statement and how much is HTTP, JSON and queueing.
+//! - One of the service's writes alone (reservation, COPY, notification), called directly on
+//!   the same records one after another: what one writer does without HTTP, JSON and queueing
+//!   (the service runs `logging::writer::WRITERS` of them side by side).
 //! - The ceiling: the same rows (the frames validated by the service's own code) copied with
 //!   `COPY … FROM STDIN` straight into the same `logs` table (same migrated schema, indexes and
 //!   constraints), no HTTP and no service: text and binary format, one request batch (500
-//!   rows) or one writer chunk per statement on one connection, as the service's single writer
-//!   does, and 500-row statements on as many connections as there are clients. The fastest
-//!   is the ceiling.
+//!   rows) or one writer chunk per statement on one connection, as each of the service's
+//!   writers does, and 500-row statements on as many connections as there are clients. The
+//!   fastest is the ceiling.
 //!
 //! Every measurement starts on an emptied table with a warm-up; rounds interleave them and the
 //! best of each is compared. Prints the fraction of the ceiling the service reached (written
@@ -427,7 +428,7 @@ impl Format {
     fn statement(self) -> String {
         match self {
             Format::Text => format!("COPY logs ({COLUMNS}) FROM STDIN"),
-            Format::Binary => logging::writer::COPY.to_owned(),
+            Format::Binary => logging::writer::COPY_NUMBERED_BY_TABLE.to_owned(),
         }
     }
 
@@ -456,7 +457,7 @@ impl Format {
                 Ok(out)
             }
             // The service's own encoding.
-            Format::Binary => logging::writer::copy_rows(records)
+            Format::Binary => logging::writer::copy_rows(records, None)
                 .map_err(|error| anyhow::anyhow!("encoding COPY rows: {error}")),
         }
     }
@@ -591,7 +592,7 @@ async fn write_directly(
     batches: usize,
 ) -> anyhow::Result<(Duration, String)> {
     time_chunks(db, records, batches, |chunk| async move {
-        Ok(logging::writer::insert(&db.pool, &chunk).await?)
+        Ok(logging::writer::insert(&db.pool, &chunk, None).await?)
     })
     .await
 }

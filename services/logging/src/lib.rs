@@ -2,7 +2,7 @@
 //! (`POST /log`); operators and the dashboard read them back (`GET /logs`) or follow them live
 //! (`GET /logs/stream`).
 //!
-//! Accepted frames wait in a bounded queue until the writer inserts them in chunks; when the
+//! Accepted frames wait in a bounded queue until the writers insert them in chunks; when the
 //! queue is full the service answers 503 with `Retry-After` instead of growing. On shutdown it
 //! stops accepting and writes everything it acknowledged before exiting.
 
@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ingest::Ingest;
 use crate::metrics::LogMetrics;
 use crate::stream::Newest;
-use crate::writer::Writer;
 
 pub const SERVICE: &str = "logging";
 
@@ -90,15 +89,12 @@ pub async fn build(loaded: Loaded<LoggingConfig>) -> anyhow::Result<Application>
         .await?;
 
     let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(
-        Writer::new(
-            batches,
-            pool.clone(),
-            metrics,
-            writer_stop.clone(),
-            config.server.shutdown_grace,
-        )
-        .run(),
+    let writer = writer::spawn(
+        batches,
+        pool.clone(),
+        metrics,
+        writer_stop.clone(),
+        config.server.shutdown_grace,
     );
     let background = vec![
         tokio::spawn(stream::listen(newest, pool.clone(), shutdown.clone())),

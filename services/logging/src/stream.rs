@@ -1,8 +1,9 @@
 //! `GET /logs/stream`: new records as Server-Sent Events.
 //!
-//! One `LISTEN autonoma_logs` connection per process publishes the newest committed id on a
-//! watch channel; each client, when woken, reads the records after the last one it sent from
-//! the table, a page at a time. A slow client only falls behind in the table, never in memory.
+//! One `LISTEN autonoma_logs` connection per process publishes the settled id (every id up to
+//! it is committed or never will be; see `writer`) on a watch channel; each client, when woken,
+//! reads the records after the last one it sent and up to that id from the table, a page at a
+//! time. A slow client only falls behind in the table, never in memory.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -31,7 +32,7 @@ use uuid::Uuid;
 
 use crate::model::{Filters, LOG_COLUMNS, Level, LogOut};
 use crate::query::{FilterParams, filters, invalid};
-use crate::writer::CHANNEL;
+use crate::writer::{CHANNEL, SETTLED_ID};
 
 /// Records read per query while catching up.
 const PAGE: i64 = 500;
@@ -54,7 +55,7 @@ pub fn router(state: StreamState) -> OpenApiRouter {
         .with_state(state)
 }
 
-/// The newest committed log id, as published by [`listen`].
+/// The settled log id, as published by [`listen`].
 pub struct Newest {
     tx: watch::Sender<i64>,
 }
@@ -91,23 +92,20 @@ impl Default for Newest {
     }
 }
 
-/// Listens for committed ids until `shutdown`, reconnecting as needed. After every (re)connect
-/// it publishes the table's newest id, which covers notifications missed while disconnected.
+/// Publishes the settled id after every (re)connect, which covers notifications missed while
+/// disconnected, and after every notification of a settled write, until `shutdown`.
 pub async fn listen(newest: Newest, pool: PgPool, shutdown: CancellationToken) {
     let mut delay = Duration::from_millis(250);
     loop {
         let session = async {
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(CHANNEL).await?;
-            let max: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM logs")
-                .fetch_one(&pool)
-                .await?;
-            newest.publish(max);
+            newest.publish(settled_id(&pool).await?);
             delay = Duration::from_millis(250);
-            while let Some(notification) = listener.try_recv().await? {
-                if let Ok(id) = notification.payload().parse() {
-                    newest.publish(id);
-                }
+            while listener.try_recv().await?.is_some() {
+                // One look covers every write settled so far.
+                while listener.next_buffered().is_some() {}
+                newest.publish(settled_id(&pool).await?);
             }
             Ok::<(), sqlx::Error>(())
         };
@@ -201,11 +199,7 @@ async fn get_logs_stream(
     }
     let after = match resume {
         Some(id) => id,
-        None => {
-            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM logs")
-                .fetch_one(&state.pool)
-                .await?
-        }
+        None => settled_id(&state.pool).await?,
     };
 
     let follower = Follower {
@@ -274,9 +268,9 @@ impl Follower {
                     () = self.shutdown.cancelled() => return None,
                 }
             }
-            // Every id up to the published one is committed, and visible to the read below.
+            // Every id up to the published one is settled, and visible to the read below.
             let committed = *self.newest.borrow_and_update();
-            match self.read().await {
+            match self.read(committed).await {
                 Ok(records) => {
                     self.more = records.len() as i64 == PAGE;
                     if let Some(last) = records.last() {
@@ -299,11 +293,19 @@ impl Follower {
         }
     }
 
-    async fn read(&self) -> Result<Vec<LogOut>, sqlx::Error> {
+    /// The next page after `after`, up to `settled`: a record beyond it may be passed by one
+    /// with a smaller id that commits later.
+    async fn read(&self, settled: i64) -> Result<Vec<LogOut>, sqlx::Error> {
         let mut sql = QueryBuilder::new(format!("SELECT {LOG_COLUMNS} FROM logs WHERE id > "));
         sql.push_bind(self.after);
+        sql.push(" AND id <= ").push_bind(settled);
         self.filters.push_sql(&mut sql);
         sql.push(" ORDER BY id LIMIT ").push_bind(PAGE);
         sql.build_query_as().fetch_all(&self.pool).await
     }
+}
+
+/// Every id up to this one is committed or will never be (`logs_settled_id()`).
+async fn settled_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(SETTLED_ID).fetch_one(pool).await
 }

@@ -1,17 +1,24 @@
-//! The writer: takes queued records in chunks and copies each chunk into the table at once.
+//! The writers: [`WRITERS`] tasks take queued records in chunks and copy each chunk into the
+//! table at once, side by side (one Postgres backend per chunk in flight, so ingestion is not
+//! bound to one core of the database).
 //!
-//! Every insert runs in a transaction that first takes a fixed advisory lock, so writers of
-//! all replicas take turns: ids are assigned only while the lock is held and the lock is
-//! released at commit, hence a record becomes visible only after every record with a smaller
-//! id. Readers resume "after id N" and can never skip a row that commits late.
+//! Ids still follow the queue: a writer reserves its chunk's block of ids (`logs_begin_write`,
+//! see the migration that defines it) in the order the chunks were taken. Chunks in flight
+//! commit in any order, though, so a record can become visible before one with a smaller id.
+//! The reservation therefore also announces the write until it has committed; readers that
+//! resume "after id N" only ever read up to `logs_settled_id()`, below which no write is in
+//! flight, and so can never skip a row that commits late.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgArgumentBuffer;
 use sqlx::{Encode, Postgres};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,31 +26,75 @@ use crate::ingest::{Batch, BatchReceiver};
 use crate::metrics::{LogMetrics, Reason};
 use crate::model::Record;
 
-/// Most records copied by one statement. Large chunks amortise the work of each transaction
-/// (the lock, the statement, the notification, the commit).
+/// Records a writer takes at once (it stops taking batches once it has this many). Large
+/// chunks amortise the work of each write (the reservation, the statement, the notification).
 pub const WRITE_CHUNK: usize = 10_000;
 
-/// Held (per transaction) by every writer of the `logs` table.
-pub const ADVISORY_LOCK_KEY: i64 = 0x6175_746f_6c6f_6773; // "autologs"
+/// Writes in flight at once, each on a connection of its own.
+pub const WRITERS: usize = 3;
 
-/// Notified with the newest id after every commit.
+/// Notified after every write has settled; listeners then ask for `logs_settled_id()`.
 pub const CHANNEL: &str = "autonoma_logs";
+
+/// The readers' bound: every id up to it is committed or will never be.
+pub const SETTLED_ID: &str = "SELECT logs_settled_id()";
 
 /// Ingestion is bound by the database, and binary `COPY` costs it less per row than a
 /// multi-row `INSERT … SELECT FROM UNNEST` of the same rows (10–20% less Postgres CPU per line
 /// in the ingest bench, `services/logging/benches/ingest.rs`).
-pub const COPY: &str = "COPY logs (ts, received_at, level, service, message, trace_id, correlation_id, \
-                    task_id, fields) FROM STDIN (FORMAT binary)";
+pub const COPY: &str = "COPY logs (id, ts, received_at, level, service, message, trace_id, \
+                    correlation_id, task_id, fields) FROM STDIN (FORMAT binary)";
 
-/// The id of the last copied row is the session's last value of the table's id sequence.
-const NOTIFY_NEWEST: &str =
-    "SELECT pg_notify($1, currval(pg_get_serial_sequence('logs', 'id'))::text)";
+/// [`COPY`] for rows without ids, which the table's identity column numbers.
+pub const COPY_NUMBERED_BY_TABLE: &str = "COPY logs (ts, received_at, level, service, message, \
+                    trace_id, correlation_id, task_id, fields) FROM STDIN (FORMAT binary)";
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-pub struct Writer {
+/// Starts [`WRITERS`] writers on the queue. The handle resolves, once all have drained the
+/// queue after `stop`, to how many acknowledged records they gave up on because the database
+/// kept failing while stopping.
+pub fn spawn(
     rx: BatchReceiver,
+    pool: PgPool,
+    metrics: LogMetrics,
+    stop: CancellationToken,
+    patience: Duration,
+) -> JoinHandle<usize> {
+    let rx = Arc::new(Mutex::new(rx));
+    let turn = Arc::new(Mutex::new(()));
+    let writers: Vec<JoinHandle<usize>> = (0..WRITERS)
+        .map(|_| {
+            let writer = Writer::new(
+                rx.clone(),
+                turn.clone(),
+                pool.clone(),
+                metrics.clone(),
+                stop.clone(),
+                patience,
+            );
+            tokio::spawn(writer.run())
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut lost = 0;
+        for writer in writers {
+            match writer.await {
+                Ok(count) => lost += count,
+                Err(error) => tracing::error!(%error, "a log writer failed"),
+            }
+        }
+        lost
+    })
+}
+
+pub struct Writer {
+    /// Shared by the writers: one takes a chunk at a time.
+    rx: Arc<Mutex<BatchReceiver>>,
+    /// Taken (fairly, so in turn) with a chunk and held until its ids are reserved: ids then
+    /// follow the order in which records were queued.
+    turn: Arc<Mutex<()>>,
     pool: PgPool,
     metrics: LogMetrics,
     /// Cancelled once the server has stopped: nothing new can be queued, so drain and stop.
@@ -58,7 +109,8 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(
-        rx: BatchReceiver,
+        rx: Arc<Mutex<BatchReceiver>>,
+        turn: Arc<Mutex<()>>,
         pool: PgPool,
         metrics: LogMetrics,
         stop: CancellationToken,
@@ -66,6 +118,7 @@ impl Writer {
     ) -> Self {
         Writer {
             rx,
+            turn,
             pool,
             metrics,
             stop,
@@ -79,45 +132,38 @@ impl Writer {
     /// Writes until `stop`, then writes everything still queued. Returns how many acknowledged
     /// records it gave up on because the database kept failing while stopping.
     pub async fn run(mut self) -> usize {
-        loop {
-            let first = tokio::select! {
-                biased;
-                batch = self.rx.recv() => batch,
-                () = self.stop.cancelled() => None,
-            };
-            let Some(first) = first else { break };
-            let mut taken = vec![first];
-            let mut count = taken[0].records.len();
-            while count < WRITE_CHUNK {
-                match self.rx.try_recv() {
-                    Ok(batch) => {
-                        count += batch.records.len();
-                        taken.push(batch);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.store(taken).await;
+        while let Some((taken, turn)) = self.take().await {
+            self.store(taken, turn).await;
         }
 
         // A send that succeeded before `close` is still in the channel and is drained below;
         // any later send fails, and its request is answered 503 instead of 202.
-        self.rx.close();
+        self.rx.lock().await.close();
         self.stopped_at.get_or_insert_with(Instant::now);
-        let mut taken = Vec::new();
-        let mut count = 0;
         let mut drained = 0;
-        while let Some(batch) = self.rx.recv().await {
-            count += batch.records.len();
-            taken.push(batch);
-            if count >= WRITE_CHUNK {
-                drained += count;
-                self.store(std::mem::take(&mut taken)).await;
-                count = 0;
+        loop {
+            let (taken, turn) = {
+                let mut rx = self.rx.lock().await;
+                let turn = self.turn.clone().lock_owned().await;
+                let mut taken = Vec::new();
+                let mut count = 0;
+                while count < WRITE_CHUNK {
+                    match rx.recv().await {
+                        Some(batch) => {
+                            count += batch.records.len();
+                            taken.push(batch);
+                        }
+                        None => break,
+                    }
+                }
+                (taken, turn)
+            };
+            if taken.is_empty() {
+                break;
             }
+            drained += taken.iter().map(|b| b.records.len()).sum::<usize>();
+            self.store(taken, turn).await;
         }
-        drained += count;
-        self.store(taken).await;
         tracing::info!(
             records = drained,
             "log writer drained the queue and stopped"
@@ -125,17 +171,46 @@ impl Writer {
         self.lost
     }
 
-    /// Stores the batches, then releases their queue places.
-    async fn store(&mut self, batches: Vec<Batch>) {
+    /// The next chunk: what is queued up to [`WRITE_CHUNK`] records, once there is something,
+    /// with this chunk's turn to reserve ids; `None` once stopping.
+    async fn take(&self) -> Option<(Vec<Batch>, OwnedMutexGuard<()>)> {
+        let mut rx = tokio::select! {
+            biased;
+            () = self.stop.cancelled() => return None,
+            rx = self.rx.lock() => rx,
+        };
+        let first = tokio::select! {
+            biased;
+            batch = rx.recv() => batch,
+            () = self.stop.cancelled() => None,
+        }?;
+        let mut count = first.records.len();
+        let mut taken = vec![first];
+        while count < WRITE_CHUNK {
+            match rx.try_recv() {
+                Ok(batch) => {
+                    count += batch.records.len();
+                    taken.push(batch);
+                }
+                Err(_) => break,
+            }
+        }
+        // Queued behind the writer before this one: taken while the queue is still held.
+        let turn = self.turn.clone().lock_owned().await;
+        Some((taken, turn))
+    }
+
+    /// Stores the batches in one write, then releases their queue places.
+    async fn store(&mut self, batches: Vec<Batch>, turn: OwnedMutexGuard<()>) {
         let records: Vec<&Record> = batches.iter().flat_map(|b| &b.records).collect();
-        for chunk in records.chunks(WRITE_CHUNK) {
-            self.store_chunk(chunk).await;
+        if !records.is_empty() {
+            self.store_chunk(&records, turn).await;
         }
         self.metrics.dequeued(records.len());
     }
 
-    async fn store_chunk(&mut self, chunk: &[&Record]) {
-        match self.insert_with_retry(chunk).await {
+    async fn store_chunk(&mut self, chunk: &[&Record], turn: OwnedMutexGuard<()>) {
+        match self.insert_with_retry(chunk, Some(turn)).await {
             Ok(()) => {}
             Err(Failure::Refused(error)) => {
                 // Validation mirrors the table's constraints, so this is rare: find the
@@ -146,7 +221,10 @@ impl Writer {
                     "the database refused a chunk of log records; writing them one by one"
                 );
                 for record in chunk {
-                    match self.insert_with_retry(std::slice::from_ref(record)).await {
+                    match self
+                        .insert_with_retry(std::slice::from_ref(record), None)
+                        .await
+                    {
                         Ok(()) => {}
                         Err(Failure::Refused(error)) => {
                             self.metrics.rejected(Reason::Database, 1);
@@ -182,10 +260,15 @@ impl Writer {
     /// Retries transient failures with backoff: forever while serving; once stopping, until
     /// the database has failed for `patience` without a success (counted from the stop at
     /// the earliest).
-    async fn insert_with_retry(&mut self, records: &[&Record]) -> Result<(), Failure> {
+    async fn insert_with_retry(
+        &mut self,
+        records: &[&Record],
+        mut turn: Option<OwnedMutexGuard<()>>,
+    ) -> Result<(), Failure> {
         let mut delay = FIRST_RETRY;
         loop {
-            let error = match insert(&self.pool, records).await {
+            // A retry reserves its ids whenever it can: the turn is passed on after one try.
+            let error = match insert(&self.pool, records, turn.take()).await {
                 Ok(()) => {
                     self.failing_since = None;
                     self.metrics.written(records.len());
@@ -220,29 +303,54 @@ enum Failure {
     GaveUp(sqlx::Error),
 }
 
-/// One transaction: the writers' lock, the copy, the notification of the newest id.
-pub async fn insert(pool: &PgPool, records: &[&Record]) -> Result<(), sqlx::Error> {
+/// One write: ids reserved and the write announced (then `turn`, if given, is passed on),
+/// copied in one statement (atomic), withdrawn with a notification.
+pub async fn insert(
+    pool: &PgPool,
+    records: &[&Record],
+    turn: Option<OwnedMutexGuard<()>>,
+) -> Result<(), sqlx::Error> {
     if records.is_empty() {
         return Ok(());
     }
+    let mut conn = pool.acquire().await?;
+    let written = announced_copy(&mut conn, records, turn).await;
+    if written.is_err() {
+        // The session may still hold its announcement, which would hold every reader back:
+        // ending the session releases it.
+        conn.close_on_drop();
+    }
+    written
+}
+
+async fn announced_copy(
+    conn: &mut PgConnection,
+    records: &[&Record],
+    turn: Option<OwnedMutexGuard<()>>,
+) -> Result<(), sqlx::Error> {
+    let count = i64::try_from(records.len()).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    let (floor, first): (i64, i64) =
+        sqlx::query_as("SELECT floor, first FROM logs_begin_write($1)")
+            .bind(count)
+            .fetch_one(&mut *conn)
+            .await?;
+    drop(turn);
     // One message: sqlx 0.9.0 leaves Nagle's algorithm on (transact-rs/sqlx#4335), so a small
     // write right after a large one can wait ~40 ms for the server's delayed ACK.
     let mut data = COPY_HEADER.to_vec();
-    data.extend(copy_rows(records.iter().copied()).map_err(sqlx::Error::Encode)?);
+    data.extend(copy_rows(records.iter().copied(), Some(first)).map_err(sqlx::Error::Encode)?);
     data.extend_from_slice(COPY_TRAILER);
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(ADVISORY_LOCK_KEY)
-        .execute(&mut *tx)
-        .await?;
-    let mut copy = tx.copy_in_raw(COPY).await?;
+    let mut copy = conn.copy_in_raw(COPY).await?;
     copy.send(data).await?;
     copy.finish().await?;
-    sqlx::query(NOTIFY_NEWEST)
+    // Withdrawn before the notification is delivered (at the end of this statement), so a
+    // reader it wakes finds these rows settled.
+    sqlx::query("SELECT pg_advisory_unlock_shared($1), pg_notify($2, '')")
+        .bind(floor)
         .bind(CHANNEL)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// Starts `COPY … (FORMAT binary)` data: signature, flags, header extension length.
@@ -250,14 +358,20 @@ pub const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Ends `COPY … (FORMAT binary)` data.
 pub const COPY_TRAILER: &[u8] = b"\xff\xff";
 
-/// `records` as rows of `COPY … (FORMAT binary)` data (no header or trailer). Each value is
+/// `records` as rows of `COPY … (FORMAT binary)` data (no header or trailer): numbered from
+/// `first_id` on for [`COPY`], or without ids for [`COPY_NUMBERED_BY_TABLE`]. Each value is
 /// encoded by sqlx's own encoder, exactly as when it is bound to a statement.
 pub fn copy_rows<'r>(
     records: impl IntoIterator<Item = &'r Record>,
+    first_id: Option<i64>,
 ) -> Result<Vec<u8>, BoxDynError> {
     let mut out = PgArgumentBuffer::default();
-    for record in records {
-        out.extend_from_slice(&COLUMN_COUNT.to_be_bytes());
+    let columns = COLUMN_COUNT + i16::from(first_id.is_some());
+    for (offset, record) in (0_i64..).zip(records) {
+        out.extend_from_slice(&columns.to_be_bytes());
+        if let Some(first) = first_id {
+            field(&mut out, &(first + offset))?;
+        }
         field(&mut out, &record.ts)?;
         field(&mut out, &record.received_at)?;
         field(&mut out, &record.level.as_str())?;
@@ -272,7 +386,7 @@ pub fn copy_rows<'r>(
     Ok(std::mem::take(&mut *out))
 }
 
-/// The columns `COPY` names, in order.
+/// The columns [`COPY_NUMBERED_BY_TABLE`] names (and [`COPY`] after the id), in order.
 const COLUMN_COUNT: i16 = 9;
 
 /// One value: its length (-1 for NULL), then its binary form.

@@ -275,3 +275,100 @@ async fn open_streams_end_when_the_service_shuts_down() {
         .expect("the service stopped promptly")
         .expect("task");
 }
+
+/// Writes run side by side, so a record can commit after one with a larger id. The stream
+/// must hold the larger one back until the earlier write settles, then send both in id order:
+/// a client resuming after the larger id would otherwise never see the smaller one.
+#[tokio::test]
+async fn a_record_that_commits_late_is_streamed_in_order_not_skipped() {
+    let service = start(&[]).await;
+    let mut stream = EventStream::open(&service, "?service=svc-order", None).await;
+
+    // Two writes in flight, reserved the way the service's writers reserve theirs.
+    let first = InFlight::reserve(&service, "first").await;
+    let late = InFlight::reserve(&service, "late").await;
+    assert!(late.id > first.id);
+    assert_eq!(
+        service
+            .post(&frame("svc-order", "info", "early"))
+            .await
+            .status(),
+        202
+    );
+    let early_id: i64 = {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM logs WHERE message = 'early'")
+                .fetch_optional(&service.db.pool)
+                .await
+                .expect("select");
+            if let Some(id) = id {
+                break id;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(early_id > late.id, "{early_id} after {}", late.id);
+    // Committed, but behind writes in flight: not sent yet.
+    stream.assert_quiet().await;
+
+    // The first write settles and wakes the stream: it gets that record, and not yet the one
+    // that committed behind the late write.
+    first.settle().await;
+    assert_eq!(messages(&stream.take(1).await), ["first"]);
+    stream.assert_quiet().await;
+
+    late.settle().await;
+    let events = stream.take(2).await;
+    assert_eq!(messages(&events), ["late", "early"]);
+    assert!(events[0].id() < events[1].id());
+    stream.assert_quiet().await;
+    drop(stream);
+    service.stop().await;
+}
+
+/// A log row written outside the service, as its writers write: reserved and announced, then
+/// committed and withdrawn when told.
+struct InFlight {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    floor: i64,
+    id: i64,
+}
+
+impl InFlight {
+    async fn reserve(service: &Running, message: &str) -> InFlight {
+        let mut conn = service.db.pool.acquire().await.expect("connection");
+        let (floor, id): (i64, i64) =
+            sqlx::query_as("SELECT floor, first FROM logs_begin_write(1)")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("reserve");
+        sqlx::query("BEGIN")
+            .execute(&mut *conn)
+            .await
+            .expect("begin");
+        sqlx::query(
+            "INSERT INTO logs (id, ts, level, service, message)
+             OVERRIDING SYSTEM VALUE VALUES ($1, now(), 'info', 'svc-order', $2)",
+        )
+        .bind(id)
+        .bind(message)
+        .execute(&mut *conn)
+        .await
+        .expect("insert");
+        InFlight { conn, floor, id }
+    }
+
+    async fn settle(mut self) {
+        sqlx::query("COMMIT")
+            .execute(&mut *self.conn)
+            .await
+            .expect("commit");
+        sqlx::query("SELECT pg_advisory_unlock_shared($1), pg_notify('autonoma_logs', '')")
+            .bind(self.floor)
+            .execute(&mut *self.conn)
+            .await
+            .expect("settle");
+    }
+}
