@@ -201,8 +201,11 @@ impl Dispatcher {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep_until(until) => break,
                     () = self.capacity.notified() => break,
-                    notification = listener.recv() => match notification {
-                        Ok(first) => {
+                    // After a lost connection `try_recv` says so (None), where `recv` would
+                    // reconnect silently: a round then covers what was missed meanwhile.
+                    notification = listener.try_recv() => match notification {
+                        Ok(None) => break,
+                        Ok(Some(first)) => {
                             // Only a newly queued task (or a registration) makes work due;
                             // the other events of a task's life do not.
                             let mut due = makes_work_due(first.payload());

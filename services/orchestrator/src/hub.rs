@@ -2,6 +2,11 @@
 //! (task events from any replica, log batches from the logging service) into frames, each
 //! serialised once and broadcast to every connected client. The broadcast buffer is bounded:
 //! a client that falls behind it is disconnected instead of buffering without end.
+//!
+//! Changes committed while the feed is not listening (before its first `LISTEN`, or while it
+//! reconnects to Postgres) reach no one, so clients are never left believing they saw
+//! everything: new clients wait for the feed to be live, and connected ones are told to
+//! reconnect and refetch when it is interrupted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,6 +25,9 @@ use crate::dispatch::TASK_EVENTS_CHANNEL;
 use crate::tasks::{EVENT_COLUMNS, EventRow, TASK_COLUMNS, TaskRow};
 
 pub const LOGS_CHANNEL: &str = "autonoma_logs";
+/// Log ids up to this are committed or never will be: the logging service's writers run side
+/// by side, so a larger id may commit before a smaller one (see that service's `writer`).
+const LOGS_SETTLED: &str = "SELECT logs_settled_id()";
 const NOTIFICATION_BATCH: usize = 1000;
 const LOG_BATCH: i64 = 1000;
 
@@ -33,21 +41,43 @@ pub struct Frame {
     pub correlation_id: Option<String>,
     /// Serialised once; every client's send shares it.
     pub text: Utf8Bytes,
+    /// Not a frame to send: the feed lost its listener, so what follows may have gaps.
+    pub interrupted: bool,
+}
+
+impl Frame {
+    fn interruption() -> Frame {
+        Frame {
+            is_log: false,
+            task_id: None,
+            kind: None,
+            trace_id: None,
+            correlation_id: None,
+            text: Utf8Bytes::default(),
+            interrupted: true,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Hub {
     tx: broadcast::Sender<Arc<Frame>>,
+    live: watch::Receiver<bool>,
 }
 
 impl Hub {
     pub fn start(pool: PgPool, capacity: usize, shutdown: CancellationToken) -> Hub {
         let (tx, _) = broadcast::channel(capacity);
-        let hub = Hub { tx: tx.clone() };
+        let (live_tx, live) = watch::channel(false);
+        let hub = Hub {
+            tx: tx.clone(),
+            live,
+        };
         tokio::spawn(async move {
             let mut feed = Feed {
                 pool,
                 tx,
+                live: live_tx,
                 last_log_id: None,
             };
             tokio::select! {
@@ -58,14 +88,29 @@ impl Hub {
         hub
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Frame>> {
-        self.tx.subscribe()
+    /// Frames from now on, once the feed is listening; `None` if it is not within `wait`.
+    pub async fn subscribe(&self, wait: Duration) -> Option<broadcast::Receiver<Arc<Frame>>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut live = self.live.clone();
+        loop {
+            // Subscribed before the flag is read: if the feed is interrupted after a read that
+            // says live, the interruption reaches this receiver.
+            let frames = self.tx.subscribe();
+            if *live.borrow_and_update() {
+                return Some(frames);
+            }
+            match tokio::time::timeout_at(deadline, live.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
     }
 }
 
 struct Feed {
     pool: PgPool,
     tx: broadcast::Sender<Arc<Frame>>,
+    live: watch::Sender<bool>,
     last_log_id: Option<i64>,
 }
 
@@ -74,7 +119,10 @@ impl Feed {
         loop {
             match self.listen().await {
                 Ok(listener) => {
-                    if let Err(error) = self.pump(listener).await {
+                    let result = self.pump(listener).await;
+                    self.live.send_replace(false);
+                    let _ = self.tx.send(Arc::new(Frame::interruption()));
+                    if let Err(error) = result {
                         tracing::warn!(%error, "live feed interrupted; reconnecting");
                     }
                 }
@@ -94,11 +142,16 @@ impl Feed {
 
     async fn pump(&mut self, mut listener: PgListener) -> Result<(), sqlx::Error> {
         // Logs written while nobody listened are not replayed: the feed is live.
-        self.last_log_id = sqlx::query_scalar("SELECT max(id) FROM logs")
+        self.last_log_id = sqlx::query_scalar(LOGS_SETTLED)
             .fetch_one(&self.pool)
             .await?;
+        self.live.send_replace(true);
         loop {
-            let first = listener.recv().await?;
+            // `recv` would reconnect by itself and say nothing of what it missed meanwhile.
+            let Some(first) = listener.try_recv().await? else {
+                tracing::warn!("live feed lost its database connection; reconnecting");
+                return Ok(());
+            };
             let mut event_ids = Vec::new();
             let mut logs = false;
             let mut take = |channel: &str, payload: &str, event_ids: &mut Vec<i64>| {
@@ -120,7 +173,7 @@ impl Feed {
             }
             if self.tx.receiver_count() == 0 {
                 if logs {
-                    self.last_log_id = sqlx::query_scalar("SELECT max(id) FROM logs")
+                    self.last_log_id = sqlx::query_scalar(LOGS_SETTLED)
                         .fetch_one(&self.pool)
                         .await?;
                 }
@@ -166,6 +219,7 @@ impl Feed {
                 text: json!({"type": "task", "event": event.into_out(), "task": task.to_out()})
                     .to_string()
                     .into(),
+                interrupted: false,
             };
             let _ = self.tx.send(Arc::new(frame));
         }
@@ -173,12 +227,17 @@ impl Feed {
     }
 
     async fn send_logs(&mut self) -> Result<(), sqlx::Error> {
+        // Its own statement, before the reads: they see every write settled up to it.
+        let settled: Option<i64> = sqlx::query_scalar(LOGS_SETTLED)
+            .fetch_one(&self.pool)
+            .await?;
         loop {
             let rows: Vec<LogOut> = sqlx::query_as(
                 "SELECT id, ts, received_at, level, service, message, trace_id, correlation_id, task_id, fields
-                 FROM logs WHERE id > coalesce($1, 0) ORDER BY id LIMIT $2",
+                 FROM logs WHERE id > coalesce($1, 0) AND id <= $2 ORDER BY id LIMIT $3",
             )
             .bind(self.last_log_id)
+            .bind(settled)
             .bind(LOG_BATCH)
             .fetch_all(&self.pool)
             .await?;
@@ -192,10 +251,12 @@ impl Feed {
                     trace_id: row.trace_id.clone(),
                     correlation_id: row.correlation_id.clone(),
                     text: json!({"type": "log", "log": row}).to_string().into(),
+                    interrupted: false,
                 };
                 let _ = self.tx.send(Arc::new(frame));
             }
             if count < LOG_BATCH {
+                self.last_log_id = self.last_log_id.max(settled);
                 return Ok(());
             }
         }

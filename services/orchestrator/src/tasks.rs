@@ -442,7 +442,21 @@ fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
             "kind" => filter.kind = Some(text("kind", value)?),
             "agent" => filter.agent = Some(text("agent", value)?),
             "correlationId" => filter.correlation_id = Some(text("correlationId", value)?),
-            "traceId" => filter.trace_id = Some(text("traceId", value)?),
+            "traceId" => {
+                // Trace ids are stored as W3C writes them: an uppercase or short one would
+                // match nothing, so it is refused rather than answered with an empty page.
+                if value.len() != 32
+                    || !value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    return Err(invalid(
+                        "traceId",
+                        "expected 32 lowercase hex digits".into(),
+                    ));
+                }
+                filter.trace_id = Some(value.into_owned());
+            }
             "since" => filter.since = Some(timestamp("since", &value)?),
             "until" => filter.until = Some(timestamp("until", &value)?),
             "limit" => {
@@ -460,6 +474,11 @@ fn parse_filter(query: &str) -> Result<TaskFilter, Problem> {
             }
             _ => {}
         }
+    }
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && until <= since
+    {
+        return Err(invalid("until", "must be later than since".into()));
     }
     Ok(filter)
 }
@@ -479,8 +498,10 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
     security(("basicAuth" = []), ("internalKey" = [])),
     params(
         ("status" = Option<String>, Query, description = "queued, running, succeeded, failed, cancelled; repeat or comma-separate"),
-        ("kind" = Option<String>, Query), ("agent" = Option<String>, Query),
-        ("correlationId" = Option<String>, Query), ("traceId" = Option<String>, Query),
+        ("kind" = Option<String>, Query),
+        ("agent" = Option<String>, Query, description = "the agent that took the task (tasks never dispatched have none)"),
+        ("correlationId" = Option<String>, Query),
+        ("traceId" = Option<String>, Query, description = "32 lowercase hex digits"),
         ("since" = Option<String>, Query, description = "created at or after (RFC 3339)"),
         ("until" = Option<String>, Query, description = "created before (RFC 3339)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "1..=500, default 100"),

@@ -33,6 +33,13 @@ const SEND_WITHIN: Duration = Duration::from_secs(10);
 const SEND_BATCH: usize = 256;
 /// Close code for a client that could not keep up (RFC 6455 "policy violation").
 const TOO_SLOW: u16 = 1008;
+/// Close code when the live feed lost its Postgres listener (RFC 6455 "service restart"):
+/// changes may have been missed, so the client reconnects and refetches.
+const FEED_INTERRUPTED: u16 = 1012;
+/// Close code when the live feed is not listening yet (RFC 6455 "try again later").
+const FEED_NOT_READY: u16 = 1013;
+/// How long a new client waits for the live feed before it is told to come back.
+const FEED_WAIT: Duration = Duration::from_secs(5);
 /// Clients only send small subscription messages. tungstenite zero-fills its whole read
 /// buffer before every read, so its default of 128 KiB cost that much memory per client and
 /// that much zeroing per wake-up (each broadcast frame wakes every client).
@@ -98,6 +105,27 @@ enum ClientMessage {
     Subscribe(Subscription),
 }
 
+/// The keys of a subscribe message. A misspelt filter (`task_id`) must be an error: ignored,
+/// it would quietly widen the subscription to every task.
+const SUBSCRIBE_KEYS: [&str; 6] = ["type", "taskId", "correlationId", "kind", "traceId", "logs"];
+
+impl ClientMessage {
+    fn parse(text: &str) -> Result<ClientMessage, String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|error| format!("not understood: {error}"))?;
+        if let Some(unknown) = value.as_object().and_then(|object| {
+            object
+                .keys()
+                .find(|key| !SUBSCRIBE_KEYS.contains(&key.as_str()))
+        }) {
+            return Err(format!(
+                "unknown field `{unknown}`: a subscribe message has type, taskId, correlationId, kind, traceId and logs"
+            ));
+        }
+        serde_json::from_value(value).map_err(|error| format!("not understood: {error}"))
+    }
+}
+
 /// Upgrades to a WebSocket streaming JSON frames: `{"type":"task","event":…,"task":…}` for
 /// every task change and `{"type":"log","log":…}` for log records.
 #[utoipa::path(get, path = "/ws", tag = "live",
@@ -122,7 +150,16 @@ async fn get_ws(
 }
 
 async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscription) {
-    let mut frames = state.hub.subscribe();
+    let Some(mut frames) = state.hub.subscribe(FEED_WAIT).await else {
+        tracing::info!("live feed not listening; turning a WebSocket client away");
+        close(
+            &mut socket,
+            FEED_NOT_READY,
+            "live feed not ready: try again",
+        )
+        .await;
+        return;
+    };
     let hello = serde_json::json!({"type": "hello", "subscription": subscription}).to_string();
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;
@@ -147,10 +184,19 @@ async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscri
                             Err(_) => break,
                         }
                     }
+                    // What came before an interruption is still sent, then the client goes.
+                    let interrupted = batch.iter().position(|f| f.interrupted);
+                    if let Some(at) = interrupted {
+                        batch.truncate(at);
+                    }
                     // Most wake-ups of a filtered client bring nothing for it: no write then.
                     let wanted: Vec<&Arc<Frame>> =
                         batch.iter().filter(|f| subscription.matches(f)).collect();
                     if !wanted.is_empty() && !send_all(&mut socket, wanted.into_iter()).await {
+                        return;
+                    }
+                    if interrupted.is_some() {
+                        close(&mut socket, FEED_INTERRUPTED, "live feed interrupted: reconnect and refetch").await;
                         return;
                     }
                     if let Some(missed) = lagged {
@@ -165,7 +211,7 @@ async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscri
                 Err(RecvError::Closed) => return,
             },
             message = socket.recv() => match message {
-                Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(&text) {
+                Some(Ok(Message::Text(text))) => match ClientMessage::parse(&text) {
                     Ok(ClientMessage::Subscribe(next)) => {
                         subscription = next;
                         let ack = serde_json::json!({"type": "subscribed", "subscription": subscription}).to_string();
@@ -173,8 +219,8 @@ async fn serve(mut socket: WebSocket, state: AppState, mut subscription: Subscri
                             return;
                         }
                     }
-                    Err(error) => {
-                        let reply = serde_json::json!({"type": "error", "message": format!("not understood: {error}")}).to_string();
+                    Err(message) => {
+                        let reply = serde_json::json!({"type": "error", "message": message}).to_string();
                         if socket.send(Message::Text(reply.into())).await.is_err() {
                             return;
                         }
@@ -225,10 +271,14 @@ async fn send_all<'a>(
 
 async fn too_slow(socket: &mut WebSocket, missed: u64) {
     tracing::info!(missed, "WebSocket client too slow; disconnecting");
-    let close = CloseFrame {
-        code: TOO_SLOW,
-        reason: "too slow: reconnect and refetch".into(),
+    close(socket, TOO_SLOW, "too slow: reconnect and refetch").await;
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
     };
     // Bounded: a client that has stopped reading entirely must not hold this task either.
-    let _ = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(close)))).await;
+    let _ = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(frame)))).await;
 }

@@ -483,6 +483,77 @@ async fn websocket_subscriptions_deliver_only_the_tasks_they_select() {
         assert_eq!(frame["task"]["kind"], "echo", "{frame}");
         assert_ne!(frame["task"]["id"], other.id.to_string(), "{frame}");
     }
+
+    // A misspelt filter is refused by name, and the subscription stays as it was (ignored,
+    // it would have widened the subscription to every task).
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "task_id": other.id})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send");
+    let frames = frames_until(&mut socket, |f| f["type"] == "error").await;
+    let (error, before) = frames.split_last().expect("error");
+    assert!(before.is_empty(), "{before:#?}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("`task_id`"),
+        "{error}"
+    );
+    let other = new_task(
+        base,
+        json!({"kind": "other", "payload": {}, "runAt": NEVER}),
+    )
+    .await;
+    let echo = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    let frames = frames_until(&mut socket, |f| is_event(f, echo.id, 1)).await;
+    for frame in &frames {
+        assert_ne!(frame["task"]["id"], other.id.to_string(), "{frame}");
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_live_feed_sends_clients_away_to_refetch() {
+    let orch = start(&[]).await;
+    orch.register("echo-agent", "http://127.0.0.1:9", two_kinds())
+        .await;
+    let base = orch.base.as_str();
+    let (mut socket, _) = subscribe(base, "logs=false").await;
+    let probe = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    until_live(base, &mut socket, probe.id).await;
+
+    // The feed's Postgres connection goes away (a failover, a restart): changes committed
+    // until it listens again reach no one, so its clients are told to reconnect and refetch.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&orch.db.pool)
+    .await
+    .expect("terminate the listeners");
+    assert!(!ended.is_empty(), "no listening connection found");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let close = loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(error))) => panic!("the connection failed instead of closing: {error}"),
+            Ok(None) => panic!("the connection ended without a close frame"),
+            Err(_) => panic!("the client was not told about the interruption"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1012, "{close:?}");
+    assert!(close.reason.contains("refetch"), "{close:?}");
+
+    // A client that comes back is served once the feed listens again, and sees new changes.
+    let (mut socket, _) = subscribe(base, "logs=false").await;
+    let after = new_task(base, json!({"kind": "echo", "payload": {}, "runAt": NEVER})).await;
+    frames_until(&mut socket, |f| is_event(f, after.id, 1)).await;
 }
 
 /// Another orchestrator replica on `db_url`, in this process; cancel the token to stop it.

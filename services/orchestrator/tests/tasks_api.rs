@@ -309,6 +309,18 @@ async fn lists_filter_and_page_without_gaps_or_repeats() {
         ("status=bogus", "status"),
         ("cursor=nope", "cursor"),
         ("since=yesterday", "since"),
+        // An empty window is a mistake, not a question with an empty answer.
+        (
+            "since=2026-11-21T10:00:00Z&until=2026-11-21T10:00:00Z",
+            "until",
+        ),
+        (
+            "since=2026-11-21T10:00:00Z&until=2026-11-21T09:00:00Z",
+            "until",
+        ),
+        // Stored trace ids are 32 lowercase hex digits; anything else could never match.
+        ("traceId=0AF7651916CD43DD8448EB211C80319C", "traceId"),
+        ("traceId=0af7651916cd43dd", "traceId"),
     ] {
         let response = orch
             .operator(Method::GET, &format!("/tasks?{query}"))
@@ -472,8 +484,6 @@ async fn lists_filter_by_trace_id() {
             &[("traceId", untraced.trace_id.as_str())],
             vec![untraced.id],
         ),
-        // The whole id, not a prefix.
-        (&[("traceId", &trace_a[..16])], vec![]),
         (&[("traceId", "ffffffffffffffffffffffffffffffff")], vec![]),
         (
             &[("traceId", trace_a), ("status", "queued")],
@@ -528,7 +538,6 @@ async fn lists_filter_by_creation_time_since_inclusive_until_exclusive() {
         (vec![("until", at(t2))], vec![first.id]),
         (vec![("until", at(t2 + micro))], vec![second.id, first.id]),
         (vec![("until", at(t1))], vec![]),
-        (vec![("since", at(t2)), ("until", at(t2))], vec![]),
         (
             vec![("since", at(t2)), ("until", at(t2 + micro))],
             vec![second.id],
