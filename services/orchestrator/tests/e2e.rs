@@ -197,17 +197,13 @@ async fn two_hundred_echo_tasks_succeed_stream_live_and_are_logged() {
     let stack = Stack::start(1, &[], &[]).await;
     let auth = encode_basic(USER, PASS);
 
-    let ws_url = format!(
-        "{}/ws?auth={auth}&kind=echo&logs=false",
-        stack.orchestrator().base_url().replace("http://", "ws://")
-    );
-    let mut request = ws_url.into_client_request().expect("request");
-    request
-        .headers_mut()
-        .insert("origin", ORIGIN.parse().expect("header"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("ws connects");
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_upgrade(
+        &stack,
+        &format!("auth={auth}&kind=echo&logs=false"),
+        ORIGIN,
+    ))
+    .await
+    .expect("ws connects");
     socket.next().await.expect("hello").expect("frame");
 
     // The SSE stream of the logging service, read in the background.
@@ -614,17 +610,13 @@ async fn websocket_clients_receive_the_logs_of_the_traces_they_follow() {
     let stack = Stack::start(1, &[], &[]).await;
     let trace = Uuid::new_v4().simple().to_string();
     let auth = encode_basic(USER, PASS);
-    let ws_url = format!(
-        "{}/ws?auth={auth}&traceId={trace}&logs=true",
-        stack.orchestrator().base_url().replace("http://", "ws://")
-    );
-    let mut request = ws_url.into_client_request().expect("request");
-    request
-        .headers_mut()
-        .insert("origin", ORIGIN.parse().expect("header"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("ws connects");
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_upgrade(
+        &stack,
+        &format!("auth={auth}&traceId={trace}&logs=true"),
+        ORIGIN,
+    ))
+    .await
+    .expect("ws connects");
     socket.next().await.expect("hello").expect("frame");
 
     let created = stack
@@ -694,8 +686,12 @@ fn fields_of(problem: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The status and problem JSON of a refused WebSocket upgrade.
-async fn ws_refusal(stack: &Stack, query: &str, origin: &str) -> (u16, Value) {
+/// The upgrade request of `GET /ws?{query}` on the stack's orchestrator, sent from `origin`.
+fn ws_upgrade(
+    stack: &Stack,
+    query: &str,
+    origin: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     let url = format!(
         "{}/ws?{query}",
         stack.orchestrator().base_url().replace("http://", "ws://")
@@ -704,7 +700,12 @@ async fn ws_refusal(stack: &Stack, query: &str, origin: &str) -> (u16, Value) {
     request
         .headers_mut()
         .insert("origin", origin.parse().expect("header"));
-    match tokio_tungstenite::connect_async(request).await {
+    request
+}
+
+/// The status and problem JSON of a refused WebSocket upgrade.
+async fn ws_refusal(stack: &Stack, query: &str, origin: &str) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(ws_upgrade(stack, query, origin)).await {
         Ok(_) => panic!("the upgrade with {query:?} from {origin} was accepted"),
         Err(WsError::Http(response)) => {
             let problem = response
@@ -894,18 +895,13 @@ async fn the_binary_refuses_conflicts_bad_payloads_bad_signatures_and_foreign_we
     assert_eq!(problem["type"], "urn:autonoma:problem:origin-not-allowed");
     assert_eq!(problem["errors"][0]["field"], "origin", "{problem}");
     // The same upgrade with credentials from an allowed Origin is taken.
-    let mut request = format!(
-        "{}/ws?auth={auth}&logs=false",
-        stack.orchestrator().base_url().replace("http://", "ws://")
-    )
-    .into_client_request()
-    .expect("request");
-    request
-        .headers_mut()
-        .insert("origin", ORIGIN.parse().expect("header"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("ws connects");
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_upgrade(
+        &stack,
+        &format!("auth={auth}&logs=false"),
+        ORIGIN,
+    ))
+    .await
+    .expect("ws connects");
     let hello = socket.next().await.expect("hello").expect("frame");
     assert!(
         hello.to_text().expect("text").contains("\"hello\""),

@@ -6,18 +6,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use autonoma_common::auth::encode_basic;
-use autonoma_common::config;
 use autonoma_protocol::{TaskOut, TaskStatus};
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, KeyInit, Mac};
-use orchestrator::OrchestratorConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use support::{HOOK_SECRET, ORIGIN, PASS, USER, any_payload, fake_agent, start};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_util::sync::CancellationToken;
 
 fn ws_url(base: &str, query: &str) -> String {
     format!("{}/ws?{query}", base.replace("http://", "ws://"))
@@ -556,20 +553,6 @@ async fn an_interrupted_live_feed_sends_clients_away_to_refetch() {
     frames_until(&mut socket, |f| is_event(f, after.id, 1)).await;
 }
 
-/// Another orchestrator replica on `db_url`, in this process; cancel the token to stop it.
-async fn replica(db_url: &str) -> (String, CancellationToken) {
-    let loaded =
-        config::load_from::<OrchestratorConfig>("orchestrator", &support::env(db_url, &[]))
-            .expect("valid configuration");
-    let server = orchestrator::build(loaded)
-        .await
-        .expect("orchestrator builds");
-    let base = format!("http://{}", server.local_addr());
-    let shutdown = server.shutdown_token();
-    tokio::spawn(server.run());
-    (base, shutdown)
-}
-
 /// (version, event type) of the frames of `id`.
 fn history(frames: &[Value], id: uuid::Uuid) -> Vec<(i64, String)> {
     frames
@@ -587,7 +570,7 @@ fn history(frames: &[Value], id: uuid::Uuid) -> Vec<(i64, String)> {
 #[tokio::test]
 async fn every_replica_streams_the_changes_made_through_another() {
     let orch = start(&[]).await;
-    let (other_base, other_shutdown) = replica(&orch.db.url).await;
+    let (other_base, other_shutdown) = support::serve(&orch.db.url, &[]).await;
     orch.register("echo-agent", "http://127.0.0.1:9", any_payload())
         .await;
     let (a, b) = (orch.base.as_str(), other_base.as_str());

@@ -53,13 +53,10 @@ pub fn env(db_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String> {
     env
 }
 
-pub async fn start_on(db: TestDb, extra: &[(&str, &str)]) -> Orchestrator {
-    // The orchestrator's own log lines, shown with a failing test's output.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
-        .with_test_writer()
-        .try_init();
-    let loaded = config::load_from::<OrchestratorConfig>("orchestrator", &env(&db.url, extra))
+/// An orchestrator on `db_url`, served in this process: its base URL, and the token that
+/// stops it.
+pub async fn serve(db_url: &str, extra: &[(&str, &str)]) -> (String, CancellationToken) {
+    let loaded = config::load_from::<OrchestratorConfig>("orchestrator", &env(db_url, extra))
         .expect("valid configuration");
     let server = orchestrator::build(loaded)
         .await
@@ -67,6 +64,16 @@ pub async fn start_on(db: TestDb, extra: &[(&str, &str)]) -> Orchestrator {
     let base = format!("http://{}", server.local_addr());
     let shutdown = server.shutdown_token();
     tokio::spawn(server.run());
+    (base, shutdown)
+}
+
+pub async fn start_on(db: TestDb, extra: &[(&str, &str)]) -> Orchestrator {
+    // The orchestrator's own log lines, shown with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_test_writer()
+        .try_init();
+    let (base, shutdown) = serve(&db.url, extra).await;
     Orchestrator {
         db,
         base,
