@@ -14,7 +14,7 @@
 //!
 //! Every operation is fuzzed; the per-service settings below only bound what waits by design
 //! (long polls, event streams), give the values that make creation succeed, and say which 5xx
-//! is a documented answer (the preview proxy's 502).
+//! is a documented answer (the 502 of the sandbox's gateways to a session's servers).
 
 #[path = "security/stack.rs"]
 mod stack;
@@ -294,11 +294,11 @@ request-timeout = 2
 generation.max-examples = 10
 "#;
 
-/// The preview proxy is a gateway to the session's dev server: 502 is its documented answer
-/// when no dev server answers (none was started, or it does not listen).
+/// The preview proxy and `http/fetch` are gateways to the session's own servers: 502 is their
+/// documented answer when nothing answers (no dev server was started, or nothing listens).
 const SANDBOX: &str = r#"
 [[operations]]
-include-path-regex = "/preview/proxy"
+include-path-regex = "/preview/proxy|/http/fetch$"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
 
 [[operations]]
