@@ -54,8 +54,8 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
 
 const KEY: &str = "bench-internal-key-0123456789";
