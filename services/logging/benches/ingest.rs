@@ -37,6 +37,7 @@ use logging::model::Record;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -489,7 +490,7 @@ fn text_row(out: &mut Vec<u8>, record: &Record) -> anyhow::Result<()> {
         record.trace_id.clone(),
         record.correlation_id.clone(),
         record.task_id.map(|id| id.to_string()),
-        Some(record.fields.to_string()),
+        Some(record.fields.as_ref().map_or("{}", |f| f.get()).to_owned()),
     ];
     for (index, field) in fields.iter().enumerate() {
         if index > 0 {
@@ -626,7 +627,7 @@ async fn insert_unnest(
                     .bind_iter(),
             )
             .bind(chunk.iter().map(|r| r.task_id).bind_iter())
-            .bind(chunk.iter().map(|r| &r.fields).bind_iter())
+            .bind(chunk.iter().map(|r| Json(r.fields.as_deref())).bind_iter())
             .execute(&db.pool)
             .await?;
         Ok(())

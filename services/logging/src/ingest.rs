@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn;
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
@@ -136,9 +136,9 @@ pub struct FrameIn {
     pub correlation_id: Option<String>,
     #[schema(value_type = Option<Uuid>)]
     pub task_id: Option<String>,
-    /// Free structured context.
+    /// Free structured context: a JSON object.
     #[schema(value_type = Option<Object>)]
-    pub fields: Option<Map<String, Value>>,
+    pub fields: Option<Box<RawValue>>,
 }
 
 /// The body of `POST /log`: one frame, or an array of frames.
@@ -369,13 +369,16 @@ fn validate_frame(
             .inspect_err(|_| errors.add(prefix, "taskId", "expected a UUID"))
             .ok(),
     };
-    let fields = frame.fields.unwrap_or_default();
-    if let Some(path) = nul_in_object(&fields) {
-        errors.add(
-            prefix,
-            &format!("fields{path}"),
-            "must not contain U+0000 (PostgreSQL jsonb cannot store it)",
-        );
+    if let Some(fields) = &frame.fields {
+        if !fields.get().starts_with('{') {
+            errors.add(prefix, "fields", "expected a JSON object");
+        } else if let Err(refusal) = crate::jsonb::check(fields.get()) {
+            errors.add(
+                prefix,
+                &format!("fields{}", refusal.pointer),
+                refusal.message,
+            );
+        }
     }
 
     if errors.count > before {
@@ -390,7 +393,7 @@ fn validate_frame(
         trace_id,
         correlation_id: frame.correlation_id,
         task_id,
-        fields: Value::Object(fields),
+        fields: frame.fields,
     })
 }
 
@@ -403,32 +406,11 @@ fn is_service_name(name: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
 }
 
-/// The JSON pointer (relative to `fields`) of the first key or string holding U+0000.
-fn nul_in_object(object: &Map<String, Value>) -> Option<String> {
-    object.iter().find_map(|(key, value)| {
-        let escaped = key.replace('~', "~0").replace('/', "~1");
-        if key.contains('\0') {
-            return Some(format!("/{escaped}"));
-        }
-        nul_in_value(value).map(|rest| format!("/{escaped}{rest}"))
-    })
-}
-
-fn nul_in_value(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => text.contains('\0').then(String::new),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(index, item)| nul_in_value(item).map(|rest| format!("/{index}{rest}"))),
-        Value::Object(object) => nul_in_object(object),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::Value;
 
     fn frame(json: Value) -> FrameIn {
         serde_json::from_value(json).expect("frame shape")

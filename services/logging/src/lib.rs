@@ -7,6 +7,7 @@
 //! stops accepting and writes everything it acknowledged before exiting.
 
 pub mod ingest;
+pub mod jsonb;
 pub mod metrics;
 pub mod model;
 pub mod query;

@@ -1,6 +1,6 @@
 //! What a log record is, as stored and as served.
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -17,8 +17,9 @@ pub struct Record {
     pub trace_id: Option<String>,
     pub correlation_id: Option<String>,
     pub task_id: Option<Uuid>,
-    /// Always a JSON object.
-    pub fields: Value,
+    /// A JSON object, as the client wrote it (checked by [`crate::jsonb::check`]); `None`
+    /// stores `{}`.
+    pub fields: Option<Box<RawValue>>,
 }
 
 /// The filters `GET /logs` and `GET /logs/stream` share.

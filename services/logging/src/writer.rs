@@ -380,11 +380,20 @@ pub fn copy_rows<'r>(
         field(&mut out, &record.trace_id)?;
         field(&mut out, &record.correlation_id)?;
         field(&mut out, &record.task_id)?;
-        // A `serde_json::Value` is encoded as jsonb: a format version, then the text.
-        field(&mut out, &record.fields)?;
+        match &record.fields {
+            Some(fields) => field(&mut out, fields)?,
+            None => {
+                out.extend_from_slice(&i32::try_from(EMPTY_OBJECT.len())?.to_be_bytes());
+                out.extend_from_slice(EMPTY_OBJECT);
+            }
+        }
     }
     Ok(std::mem::take(&mut *out))
 }
+
+/// What a record without `fields` stores, in jsonb's binary input form: format version 1,
+/// then the text.
+const EMPTY_OBJECT: &[u8] = b"\x01{}";
 
 /// The columns [`COPY_NUMBERED_BY_TABLE`] names (and [`COPY`] after the id), in order.
 const COLUMN_COUNT: i16 = 9;

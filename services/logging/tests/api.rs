@@ -295,6 +295,109 @@ async fn invalid_frames_are_refused_with_pointers_and_nothing_is_stored() {
     service.stop().await;
 }
 
+/// `fields` is stored as the text received, so what `jsonb` would refuse must be refused
+/// before the 202: on every edge below, the service accepts exactly what this database stores,
+/// and a refused frame names the value.
+#[tokio::test]
+async fn fields_are_stored_as_sent_and_only_what_jsonb_holds_is_accepted() {
+    let service = start(&[]).await;
+    let zeros = |n: usize| "0".repeat(n);
+    let values: Vec<String> = [
+        "123456789012345678901234567890",
+        "1e131071",
+        "1e131072",
+        "9.99e131071",
+        "0.0001e131075",
+        "0.0001e131076",
+        "-1e-16383",
+        "1e-16384",
+        "1.5e-16383",
+        "0e1073741822",
+        "0e1073741823",
+        "0.0e-20000",
+        "1e400",
+        r#""caf\u00e9 \ud83d\ude00""#,
+        r#""\ud800""#,
+        r#""\udc00 low first""#,
+        r#""\ud83d\u0041""#,
+        r#""\\u0000 is text""#,
+        r#""\u0000""#,
+        r#"{"deep": [{"x": "\u0001"}]}"#,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([
+        format!("1.{}", zeros(16_383)),
+        format!("1.{}", zeros(16_384)),
+    ])
+    .collect();
+
+    let mut accepted = Vec::new();
+    for value in &values {
+        let fields = format!(r#"{{"v": {value}}}"#);
+        let stores = sqlx::query("SELECT $1::text::jsonb")
+            .bind(&fields)
+            .execute(&service.db.pool)
+            .await
+            .is_ok();
+        let response = service
+            .post_text(format!(
+                r#"{{"level": "info", "service": "api", "message": "edge {}", "fields": {fields}}}"#,
+                accepted.len()
+            ))
+            .await;
+        let status = response.status();
+        let problem: Value = response.json().await.expect("json");
+        let shown = &value[..value.len().min(40)];
+        if stores {
+            assert_eq!(status, 202, "jsonb stores {shown}: {problem}");
+            accepted.push(value);
+        } else {
+            assert_eq!(status, 422, "jsonb refuses {shown}: {problem}");
+            assert_eq!(problem["errors"][0]["field"], "/fields/v", "{problem}");
+        }
+    }
+    // Both outcomes occur, so the comparison above decided something.
+    assert!(accepted.len() > 5 && accepted.len() < values.len() - 5);
+
+    service.wait_for_rows(accepted.len() as i64).await;
+    let big: String = sqlx::query_scalar("SELECT fields->>'v' FROM logs WHERE message = 'edge 0'")
+        .fetch_one(&service.db.pool)
+        .await
+        .expect("stored");
+    assert_eq!(
+        big, "123456789012345678901234567890",
+        "stored exactly, not as f64"
+    );
+
+    for (fields, pointer) in [
+        (r#""text""#, "/fields"),
+        ("[1]", "/fields"),
+        (r#"{"a": {"k\u0000": 1}}"#, "/fields/a/k\u{0}"),
+    ] {
+        let response = service
+            .post_text(format!(
+                r#"[{{"level": "info", "service": "api", "message": "x", "fields": {fields}}}]"#
+            ))
+            .await;
+        assert_eq!(response.status(), 422, "{fields}");
+        let problem: Value = response.json().await.expect("problem");
+        assert_eq!(
+            problem["errors"][0]["field"],
+            format!("/0{pointer}"),
+            "{problem}"
+        );
+    }
+    let response = service
+        .post(&json!({"level": "info", "service": "api", "message": "no fields", "fields": null}))
+        .await;
+    assert_eq!(response.status(), 202);
+    service.wait_for_rows(accepted.len() as i64 + 1).await;
+    let items = service.items("?q=fields").await;
+    assert_eq!(items[0]["fields"], json!({}));
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn oversize_batches_and_bodies_are_refused() {
     let service = start(&[("LOG_MAX_BATCH", "10")]).await;
