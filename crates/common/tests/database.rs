@@ -216,6 +216,109 @@ async fn the_database_refuses_what_the_services_must_never_store() {
     .expect("a valid row");
 }
 
+/// The task and event checks run on every dispatch and completion without the regex engine;
+/// they must still admit exactly what their original patterns (kept here) admit.
+#[tokio::test]
+async fn task_checks_admit_exactly_what_their_patterns_admit() {
+    let db = test_db().await;
+    let pool = &db.pool;
+    let task = insert_task(pool, "queued", None).await.expect("task");
+    let matches = |text: String, pattern: &'static str| async move {
+        sqlx::query_scalar::<_, bool>("SELECT $1 ~ $2")
+            .bind(text)
+            .bind(pattern)
+            .fetch_one(pool)
+            .await
+            .expect("regex")
+    };
+
+    let longest = format!("a{}", "b".repeat(127));
+    let names: Vec<String> = [
+        "echo", "a", "a-b_c.d9", "", "A", "Echo", "9a", "-a", "_a", ".a", "a b", "a\n", "é", "aé",
+        "a/b",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([longest.clone(), format!("{longest}c")])
+    .collect();
+    for name in &names {
+        let kind = sqlx::query("INSERT INTO tasks (id, kind, trace_id) VALUES ($1, $2, $3)")
+            .bind(uuid::Uuid::now_v7())
+            .bind(name)
+            .bind(TRACE)
+            .execute(pool)
+            .await;
+        let expected = matches(name.clone(), "^[a-z][a-z0-9_.-]{0,127}$").await;
+        assert_eq!(kind.is_ok(), expected, "kind {name:?}: {kind:?}");
+
+        let event_type: String = name.chars().take(64).collect();
+        let event = sqlx::query(
+            "INSERT INTO task_events (task_id, event_type, actor, version) VALUES ($1, $2, 'test', 1)",
+        )
+        .bind(task)
+        .bind(&event_type)
+        .execute(pool)
+        .await;
+        let expected = matches(event_type.clone(), "^[a-z][a-z_]{0,63}$").await;
+        assert_eq!(
+            event.is_ok(),
+            expected,
+            "event type {event_type:?}: {event:?}"
+        );
+    }
+    let long_event_type = "a".repeat(65);
+    let event = sqlx::query(
+        "INSERT INTO task_events (task_id, event_type, actor, version) VALUES ($1, $2, 'test', 1)",
+    )
+    .bind(task)
+    .bind(&long_event_type)
+    .execute(pool)
+    .await;
+    assert!(event.is_err(), "65 letters");
+
+    for trace in [
+        TRACE,
+        "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "4bf92f3577b34da6a3ce929d0e0e473",
+        "4bf92f3577b34da6a3ce929d0e0e47366",
+        "4bf92f3577b34da6a3ce929d0e0e473g",
+        "4bf92f3577b34da6a3ce929d0e0e473é",
+        "00000000000000000000000000000000",
+        "",
+    ] {
+        let valid = matches(trace.to_owned(), "^[0-9a-f]{32}$").await;
+        let in_task = sqlx::query("INSERT INTO tasks (id, kind, trace_id) VALUES ($1, 'echo', $2)")
+            .bind(uuid::Uuid::now_v7())
+            .bind(trace)
+            .execute(pool)
+            .await;
+        assert_eq!(
+            in_task.is_ok(),
+            valid && trace != "0".repeat(32),
+            "task trace id {trace:?}: {in_task:?}"
+        );
+        let in_event = sqlx::query(
+            "INSERT INTO task_events (task_id, event_type, actor, version, trace_id) VALUES ($1, 'created', 'test', 1, $2)",
+        )
+        .bind(task)
+        .bind(trace)
+        .execute(pool)
+        .await;
+        assert_eq!(
+            in_event.is_ok(),
+            valid,
+            "event trace id {trace:?}: {in_event:?}"
+        );
+    }
+    sqlx::query(
+        "INSERT INTO task_events (task_id, event_type, actor, version, trace_id) VALUES ($1, 'created', 'test', 1, NULL)",
+    )
+    .bind(task)
+    .execute(pool)
+    .await
+    .expect("an event without a trace id");
+}
+
 #[tokio::test]
 async fn task_events_are_append_only() {
     let db = test_db().await;
