@@ -3,11 +3,13 @@
 //! binaries run as real processes.
 
 mod bins;
+mod cpu;
 mod db;
 mod http;
 mod process;
 
 pub use bins::{try_workspace_binary, workspace_binary};
+pub use cpu::Cpu;
 pub use db::{TestDb, empty_db, test_db, try_empty_db, try_test_db};
 pub use http::{TestServer, serve_router};
 pub use process::{ServiceProcess, run_to_exit, run_to_exit_with_args};

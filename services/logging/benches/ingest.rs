@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use autonoma_common::config;
+use autonoma_testkit::Cpu;
 use logging::LoggingConfig;
 use logging::ingest::FramesIn;
 use logging::model::Record;
@@ -186,62 +187,6 @@ fn per_second(lines: usize, time: Duration) -> f64 {
     lines as f64 / time.as_secs_f64()
 }
 
-/// CPU seconds used so far by this process (the clients and the in-process service) and by
-/// the server processes of the bench's database, when they run on this machine.
-#[derive(Clone, Copy)]
-struct Cpu {
-    here: f64,
-    postgres: Option<f64>,
-}
-
-impl Cpu {
-    async fn now(db: &autonoma_testkit::TestDb) -> anyhow::Result<Cpu> {
-        let pids: Vec<i32> = sqlx::query_scalar(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
-        )
-        .fetch_all(&db.pool)
-        .await?;
-        // A server in a container reports pids of its own namespace: count only processes
-        // that are Postgres here.
-        let postgres = pids
-            .iter()
-            .map(|pid| {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-                (comm.trim() == "postgres")
-                    .then(|| cpu_of(&format!("/proc/{pid}/stat")))
-                    .flatten()
-            })
-            .sum::<Option<f64>>();
-        Ok(Cpu {
-            here: cpu_of("/proc/self/stat").unwrap_or(f64::NAN),
-            postgres,
-        })
-    }
-
-    /// Microseconds of CPU per line since `before`: here, and in Postgres.
-    fn per_line(self, before: Cpu, lines: usize) -> String {
-        let micros = |seconds: f64| seconds / lines as f64 * 1e6;
-        let here = micros(self.here - before.here);
-        match self.postgres.zip(before.postgres) {
-            Some((after, earlier)) => format!(
-                "{here:.1} µs in this process + {:.1} µs in Postgres",
-                micros(after - earlier)
-            ),
-            None => format!("{here:.1} µs in this process (Postgres not on this machine)"),
-        }
-    }
-}
-
-/// User + system time of a process from its `/proc/<pid>/stat`, in seconds.
-fn cpu_of(path: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // USER_HZ, 100 on every Linux this runs on.
-    Some(ticks / 100.0)
-}
-
 /// The service running in-process on the bench's database.
 struct Service {
     url: String,
@@ -336,7 +281,7 @@ impl Service {
         )
         .await?;
         let write_time = started.elapsed();
-        let cpu = Cpu::now(db).await?.per_line(cpu, accepted);
+        let cpu = Cpu::now(db).await?.per(cpu, accepted);
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM logs")
             .fetch_one(&db.pool)
             .await?;
@@ -582,7 +527,7 @@ where
     let started = Instant::now();
     run(batches).await?;
     let time = started.elapsed();
-    Ok((time, Cpu::now(db).await?.per_line(cpu, batches * BATCH)))
+    Ok((time, Cpu::now(db).await?.per(cpu, batches * BATCH)))
 }
 
 /// The service's own write transaction (writers' lock, copy, notification) on the same

@@ -52,6 +52,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail, ensure};
 use autonoma_common::auth::{INTERNAL_KEY_HEADER, encode_basic};
 use autonoma_common::config;
+use autonoma_testkit::Cpu;
 use axum::extract::State;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -528,9 +529,11 @@ async fn main() -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "echo-agent never registered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let cpu = Cpu::now(&db).await?;
     wake_dispatcher(&db.pool).await?;
     wait_done(&db.pool, "http-drain", tasks).await?;
     let mut http_drains = vec![tasks as f64 / drain_secs(&db.pool, "http-drain").await?];
+    let mut http_drain_cpu = vec![Cpu::now(&db).await?.per(cpu, tasks)];
     for round in 2..=rounds {
         let tag = format!("http-drain-{round}");
         sqlx::query(ENQUEUE_MANY)
@@ -539,8 +542,10 @@ async fn main() -> anyhow::Result<()> {
             .bind(tasks as i64)
             .execute(&db.pool)
             .await?;
+        let cpu = Cpu::now(&db).await?;
         wait_done(&db.pool, &tag, tasks).await?;
         http_drains.push(tasks as f64 / drain_secs(&db.pool, &tag).await?);
+        http_drain_cpu.push(Cpu::now(&db).await?.per(cpu, tasks));
     }
     let http_drain = http_drains.iter().copied().fold(f64::NAN, f64::max);
 
@@ -844,6 +849,11 @@ async fn main() -> anyhow::Result<()> {
             g.figures.drain,
             listed(&g.drain_rounds, 0)
         ))
+    );
+    println!(
+        "CPU per task of each drain round (orchestrator, echo-agent and this bench are this \
+         process): {}",
+        http_drain_cpu.join("; ")
     );
     println!(
         "WebSocket fan-out to {clients} clients, best of {rounds} rounds of {ws_tasks} tasks \
