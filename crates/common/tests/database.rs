@@ -235,11 +235,16 @@ async fn task_checks_admit_exactly_what_their_patterns_admit() {
     let longest = format!("a{}", "b".repeat(127));
     let names: Vec<String> = [
         "echo", "a", "a-b_c.d9", "", "A", "Echo", "9a", "-a", "_a", ".a", "a b", "a\n", "é", "aé",
-        "a/b",
+        "a/b", "run_once",
     ]
     .into_iter()
     .map(str::to_owned)
-    .chain([longest.clone(), format!("{longest}c")])
+    .chain([
+        longest.clone(),
+        format!("{longest}c"),
+        "a".repeat(64),
+        "a".repeat(65),
+    ])
     .collect();
     for name in &names {
         let kind = sqlx::query("INSERT INTO tasks (id, kind, trace_id) VALUES ($1, $2, $3)")
@@ -251,30 +256,16 @@ async fn task_checks_admit_exactly_what_their_patterns_admit() {
         let expected = matches(name.clone(), "^[a-z][a-z0-9_.-]{0,127}$").await;
         assert_eq!(kind.is_ok(), expected, "kind {name:?}: {kind:?}");
 
-        let event_type: String = name.chars().take(64).collect();
         let event = sqlx::query(
             "INSERT INTO task_events (task_id, event_type, actor, version) VALUES ($1, $2, 'test', 1)",
         )
         .bind(task)
-        .bind(&event_type)
+        .bind(name)
         .execute(pool)
         .await;
-        let expected = matches(event_type.clone(), "^[a-z][a-z_]{0,63}$").await;
-        assert_eq!(
-            event.is_ok(),
-            expected,
-            "event type {event_type:?}: {event:?}"
-        );
+        let expected = matches(name.clone(), "^[a-z][a-z_]{0,63}$").await;
+        assert_eq!(event.is_ok(), expected, "event type {name:?}: {event:?}");
     }
-    let long_event_type = "a".repeat(65);
-    let event = sqlx::query(
-        "INSERT INTO task_events (task_id, event_type, actor, version) VALUES ($1, $2, 'test', 1)",
-    )
-    .bind(task)
-    .bind(&long_event_type)
-    .execute(pool)
-    .await;
-    assert!(event.is_err(), "65 letters");
 
     for trace in [
         TRACE,
