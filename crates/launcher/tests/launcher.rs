@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use autonoma_testkit::{ServiceProcess, empty_db, free_port, run_to_exit_with_args};
+use autonoma_testkit::{ServiceProcess, empty_db, free_ports, run_to_exit_with_args};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_autonoma"))
@@ -381,8 +381,9 @@ async fn create_echo_task(orchestrator_url: &str, user: &str, pass: &str) -> Str
 #[tokio::test]
 async fn up_starts_every_service_and_interrupt_or_terminate_leaves_nothing_running() {
     let state = tempfile::tempdir().expect("tempdir");
-    let base_port = free_port();
-    let pg_port = free_port();
+    // The services and the dashboard listen on base_port + 0..=6; Postgres on the next one.
+    let base_port = free_ports(8);
+    let pg_port = base_port + 7;
     let launcher = start_stack(state.path(), base_port, pg_port, &[]).await;
     let output = launcher.output();
 
@@ -501,7 +502,8 @@ async fn up_starts_every_service_and_interrupt_or_terminate_leaves_nothing_runni
 
     // What a process manager sends. The binaries are built now, and Postgres' data directory
     // is kept, so this second start is the quick one people get the next time.
-    let launcher = start_stack(state.path(), free_port(), free_port(), &["--no-build"]).await;
+    let base_port = free_ports(8);
+    let launcher = start_stack(state.path(), base_port, base_port + 7, &["--no-build"]).await;
     let processes = running_stack(state.path(), &launcher).await;
     stop_and_check(
         launcher,

@@ -19,6 +19,40 @@ pub fn free_port() -> u16 {
     autonoma_localpg::free_port().unwrap_or_else(|err| panic!("finding a free port: {err:#}"))
 }
 
+/// The first of `count` consecutive ports on 127.0.0.1 that were all free a moment ago, for a
+/// process that listens on a block of ports (the launcher's `--base-port`). The block lies
+/// below the kernel's ephemeral range: [`free_port`] comes from that range, where the
+/// neighbours of a free port can be taken at any moment by another test's listener on port 0
+/// or by an outgoing connection.
+pub fn free_ports(count: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000_u16;
+    let span = ephemeral_low
+        .saturating_sub(low)
+        .saturating_sub(count)
+        .max(1);
+    // Spread concurrent callers over the range without a random-number dependency.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16);
+    for _ in 0..200 {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let start = low + u16::try_from((seed >> 8) % u32::from(span)).unwrap_or(0);
+        let listeners: Vec<std::net::TcpListener> = (start..start.saturating_add(count))
+            .map_while(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if listeners.len() == usize::from(count) {
+            return start;
+        }
+    }
+    panic!("no {count} consecutive free ports between {low} and {ephemeral_low}");
+}
+
 /// The SQS-compatible endpoint of this test run (`TEST_SQS_ENDPOINT`, a moto server that
 /// `cargo autonoma test` starts). Panics with instructions when it is not set.
 pub fn sqs_endpoint() -> String {
