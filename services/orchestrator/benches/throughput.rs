@@ -230,6 +230,18 @@ async fn last_finished(pool: &PgPool, tag: &str) -> anyhow::Result<f64> {
     at.context("no task finished")
 }
 
+/// How many claim statements dispatched the tasks tagged `tag`: the `dispatched` events of
+/// one claim share its transaction's timestamp.
+async fn claim_statements(pool: &PgPool, tag: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(DISTINCT e.created_at) FROM task_events e JOIN tasks t ON t.id = e.task_id
+         WHERE t.correlation_id = $1 AND e.event_type = 'dispatched'",
+    )
+    .bind(tag)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Enqueue → attempt claimed (`started_at`), in ms, of the tasks tagged `tag`.
 async fn claim_delays(pool: &PgPool, tag: &str) -> anyhow::Result<Vec<f64>> {
     Ok(sqlx::query_scalar(
@@ -547,6 +559,15 @@ async fn main() -> anyhow::Result<()> {
         http_drains.push(tasks as f64 / drain_secs(&db.pool, &tag).await?);
         http_drain_cpu.push(Cpu::now(&db).await?.per(cpu, tasks));
     }
+    let mut claims_per_round = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let tag = if round == 1 {
+            "http-drain".to_owned()
+        } else {
+            format!("http-drain-{round}")
+        };
+        claims_per_round.push(claim_statements(&db.pool, &tag).await?);
+    }
     let http_drain = http_drains.iter().copied().fold(f64::NAN, f64::max);
 
     // 3. No-op agent, tasks enqueued by `creators` connections while the dispatcher runs.
@@ -852,8 +873,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "CPU per task of each drain round (orchestrator, echo-agent and this bench are this \
-         process): {}",
-        http_drain_cpu.join("; ")
+         process): {}; claim statements per round: {} ({tasks} tasks each)",
+        http_drain_cpu.join("; "),
+        claims_per_round
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "WebSocket fan-out to {clients} clients, best of {rounds} rounds of {ws_tasks} tasks \
