@@ -30,19 +30,10 @@ pub fn free_ports(count: u16) -> u16 {
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
     let low = 10_000_u16;
-    let span = ephemeral_low
-        .saturating_sub(low)
-        .saturating_sub(count)
-        .max(1);
-    // Spread concurrent callers over the range without a random-number dependency.
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
-        ^ std::process::id().rotate_left(16);
+    let high = ephemeral_low.saturating_sub(count).max(low + 1);
     for _ in 0..200 {
-        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        let start = low + u16::try_from((seed >> 8) % u32::from(span)).unwrap_or(0);
+        // Random, so that concurrent callers rarely try the same block.
+        let start = rand::random_range(low..high);
         let listeners: Vec<std::net::TcpListener> = (start..start.saturating_add(count))
             .map_while(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
             .collect();
